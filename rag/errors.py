@@ -1,0 +1,30 @@
+"""One exception family. Every message says what went wrong and what to do next."""
+
+
+class RagError(Exception):
+    """Base class: the CLI prints the message on one line and exits non-zero."""
+
+
+class DocumentError(RagError):
+    """One input file (or one record in it) could not be read; the others go on."""
+
+    def __init__(self, path, reason):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class IndexMismatchError(RagError):
+    """The index on disk was built with other settings (model, chunker, format)."""
+
+
+class IndexLockedError(RagError):
+    """Another process is writing to the index."""
+
+
+class IndexNotFoundError(RagError):
+    """No index where one was expected."""
+
+
+class LLMError(RagError):
+    """The language-model server failed, timed out or answered garbage."""

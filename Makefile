@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine:  make chat  (the chat window)  and  make test.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install chat index test browser bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	# torch first and pinned: 2.13.0 is the CPU build; anything else pulls a multi-GB CUDA build.
+	$(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,llm]'
+	touch $@
+
+install: $(VENV)/.installed
+
+chat: install
+	$(PY) ui.py
+
+index: install
+	$(VENV)/bin/rag index
+
+# The browser tests drive Debian's Chromium; install it when missing and we may.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromium is missing: the browser tests will be skipped (sudo apt-get install chromium chromium-driver)"; fi; }
+
+test: install browser
+	$(PY) -m pytest
+
+bench: install
+	$(PY) bench/ingest.py
+	$(PY) bench/retrieval.py
+	$(PY) bench/answers.py
+
+clean:
+	rm -rf $(VENV) index/*.sqlite* index/*.faiss

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-from .retrieve import Hit
+from . import retrieve
+from .config import Settings
+from .errors import LLMError, RagError
+from .retrieve import Hit, keywords
 
 
 @dataclass
@@ -45,3 +52,164 @@ class Answer:
         d = asdict(self)
         d["passages"] = [p.to_dict() for p in self.passages]
         return d
+
+
+# -- the extractive answerer ---------------------------------------------------------------------
+
+ABSTAIN_TEXT = "I can't find that in the documents."
+_FOLLOWUP_START = ("and ", "but ", "or ", "also ", "what about", "how about", "same for", "and?", "what of")
+_PRONOUNS = frozenset("it its he him his she her they them their theirs that this those these there one".split())
+
+_default_indexes: dict = {}
+_default_lock = threading.Lock()
+
+
+@dataclass
+class Tuning:
+    """The extractive answerer's knobs, chosen on XQuAD articles 0-23 (bench/answers.py --tune)."""
+
+    lexical_weight: float = 0.3  # weight of question-word overlap beside embedding similarity
+    second_margin: float = 0.08  # a second sentence is cited only if it scores this close to the best
+    max_sentences: int = 2
+    duplicate_cosine: float = 0.9  # sentences this similar to one already cited are left out
+    abstain_below: float = 0.35  # best sentence score under which the answer abstains
+
+
+TUNING = Tuning()
+
+
+def ask(question: str, index=None, history=None, settings: Settings | None = None, on_token=None,
+        k: int | None = None, mode: str | None = None, tuning: Tuning | None = None) -> Answer:
+    """Answer from the index, every sentence cited to an exact span, or abstain.
+
+    With no index, the default one (settings.index_dir) is used, built from settings.corpus_dir
+    on first use. `history` is the conversation so far as {"role", "content"} dicts.
+    """
+    if not question or not question.strip():
+        raise RagError("the question is empty; ask something about your documents")
+    if index is None:
+        index = default_index(settings)
+    settings = settings or index.settings
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    resolved = resolve_question(question, history)
+    embedder = index.embedder
+    query_vector = embedder.encode([resolved])
+    timings["embed"] = time.perf_counter() - t
+    t = time.perf_counter()
+    hits = retrieve.search(index, resolved, k or settings.k, mode or settings.mode, query_vector=query_vector)
+    timings["search"] = time.perf_counter() - t
+    t = time.perf_counter()
+    answer = None
+    if settings.llm_url and hits:
+        from . import generate
+
+        try:
+            answer = generate.generate_answer(question, hits, settings, embedder, on_token=on_token, history=history)
+        except LLMError as e:
+            note = f"answered extractively: the language model failed ({e})"
+            answer = extract(question, resolved, hits, query_vector[0], embedder, tuning or TUNING)
+            answer.note = note
+    if answer is None:
+        answer = extract(question, resolved, hits, query_vector[0], embedder, tuning or TUNING)
+    if on_token is not None and answer.mode == "extractive":
+        on_token(answer.text)
+    timings["compose"] = time.perf_counter() - t
+    answer.timings = {**timings, "total": sum(timings.values())}
+    answer.resolved_question = resolved
+    return answer
+
+
+def default_index(settings: Settings | None = None):
+    """The index at settings.index_dir, opened once per process and built from the corpus if empty."""
+    from .index import Index
+
+    settings = settings or Settings.from_env()
+    key = (str(Path(settings.index_dir).resolve()), settings.model)
+    with _default_lock:
+        index = _default_indexes.get(key)
+        if index is None:
+            index = Index.open(settings.index_dir, settings)
+            if index.store.counts()["chunks"] == 0:
+                report = index.add([settings.corpus_dir])
+                if not report.added and not report.unchanged:
+                    raise RagError(f"nothing to answer from: no document could be indexed in {settings.corpus_dir}")
+            _default_indexes[key] = index
+    return index
+
+
+def resolve_question(question: str, history=None) -> str:
+    """Fold the previous question into a follow-up ("and how many NATO chiefs?") before retrieval."""
+    previous = [m["content"] for m in (history or []) if _role(m) == "user" and _content(m)]
+    if not previous:
+        return question.strip()
+    q = question.strip()
+    low = q.lower()
+    words = keywords(q)
+    pronoun = any(w in _PRONOUNS for w in _words(low))
+    if low.startswith(_FOLLOWUP_START) or (pronoun and len(words) <= 3) or len(words) <= 1:
+        return f"{_content(previous[-1]) if isinstance(previous[-1], dict) else previous[-1]} {q}"
+    return q
+
+
+def _role(message) -> str:
+    return message.get("role", "") if isinstance(message, dict) else ""
+
+
+def _content(message):
+    content = message.get("content") if isinstance(message, dict) else message
+    if isinstance(content, list):  # gradio may hand over [{"type": "text", "text": ...}]
+        content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content if isinstance(content, str) else ""
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def candidate_sentences(hits: list[Hit]) -> list[tuple[int, int, int, str]]:
+    """(passage index, start, end, text) for each distinct sentence of the passages, exact slices."""
+    seen, out = set(), []
+    for p, hit in enumerate(hits):
+        for a, b in hit.sentences:
+            key = (hit.source, hit.doc_id, hit.page, a, b)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append((p, a, b, hit.text[a - hit.start:b - hit.start]))
+    return out
+
+
+def extract(question: str, resolved: str, hits: list[Hit], query_vector, embedder, tuning: Tuning) -> Answer:
+    """Cite the one or two sentences that best answer the question, or abstain."""
+    candidates = candidate_sentences(hits)
+    if not candidates:
+        return Answer(question, ABSTAIN_TEXT, True, passages=hits)
+    vectors = embedder.encode([c[3] for c in candidates])
+    cosine = vectors @ query_vector
+    q_words = {_stem(w) for w in keywords(resolved)}
+    scores = []
+    for (p, a, b, text), cos in zip(candidates, cosine):
+        overlap = len(q_words & {_stem(w) for w in _words(text)}) / len(q_words) if q_words else 0.0
+        scores.append(float(cos) + tuning.lexical_weight * overlap)
+    order = sorted(range(len(candidates)), key=lambda i: -scores[i])
+    best = order[0]
+    if scores[best] < tuning.abstain_below:
+        return Answer(question, ABSTAIN_TEXT, True, passages=hits)
+    chosen = [best]
+    for i in order[1:]:
+        if len(chosen) >= tuning.max_sentences or scores[i] < scores[best] - tuning.second_margin:
+            break
+        if all(float(vectors[i] @ vectors[j]) < tuning.duplicate_cosine for j in chosen):
+            chosen.append(i)
+    citations, sentences = [], []
+    for n, i in enumerate(chosen, 1):
+        p, a, b, text = candidates[i]
+        hit = hits[p]
+        citations.append(Citation(n, hit.source, hit.doc_id, hit.page, a, b, text, round(scores[i], 4), p))
+        sentences.append(Sentence(f"{text} [{n}]", [n], True))
+    return Answer(question, " ".join(s.text for s in sentences), False, citations, hits, sentences=sentences)

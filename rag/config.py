@@ -24,6 +24,10 @@ class Settings:
     prune: bool = True  # files deleted from an indexed folder leave the index
     k: int = 5
     mode: str = "hybrid"  # dense | bm25 | hybrid
+    fusion: str = "convex"  # convex (weighted, normalized scores) | rrf
+    alpha: float = 0.5  # weight of the dense side in convex fusion
+    candidates: int = 100  # hits fetched from each side before fusion
+    hnsw_threshold: int = 200_000  # chunks from which FAISS switches from exact search to HNSW
     quiet: bool = False
     llm_url: str = ""
     llm_model: str = ""
@@ -52,6 +56,10 @@ class Settings:
     def validate(self) -> None:
         if self.mode not in ("dense", "bm25", "hybrid"):
             raise RagError(f"mode must be dense, bm25 or hybrid, not {self.mode!r}")
+        if self.fusion not in ("convex", "rrf"):
+            raise RagError(f"fusion must be convex or rrf, not {self.fusion!r}")
+        if not 0 <= self.alpha <= 1:
+            raise RagError(f"alpha must be between 0 and 1, not {self.alpha}")
         if self.chunk_tokens < 16:
             raise RagError(f"chunk_tokens must be at least 16, not {self.chunk_tokens}")
         if not 0 <= self.overlap_tokens < self.chunk_tokens:

@@ -32,6 +32,9 @@ class Embedder:
         if os.path.isdir(path):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # "Loading weights" on every start is noise
 
         try:
             self.model = SentenceTransformer(path, device="cpu")

@@ -1,0 +1,223 @@
+"""`rag`: a thin command line over the library. Errors become one line and a non-zero exit.
+
+Exit codes: 0 success; 1 `rag index` finished but some files could not be indexed (listed);
+2 an error stopped the command (its message says what to do); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .config import Settings
+from .errors import RagError
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--index", dest="index_dir", help="index folder (default: index/, RAG_INDEX_DIR)")
+    common.add_argument("--model", help="sentence-transformers model name or path (RAG_MODEL)")
+    common.add_argument("--quiet", "-q", action="store_true", default=None, help="no progress bars")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+
+    query = argparse.ArgumentParser(add_help=False)
+    query.add_argument("--k", type=int, help="passages to retrieve (RAG_K, default 5)")
+    query.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="retrieval mode (RAG_MODE)")
+    query.add_argument("--corpus", dest="corpus_dir", help="folder indexed on first use (default: corpus/)")
+    query.add_argument("--llm-url", help="OpenAI-compatible server for generated answers (RAG_LLM_URL)")
+    query.add_argument("--llm-model", help="model name on that server (RAG_LLM_MODEL)")
+
+    parser = argparse.ArgumentParser(prog="rag", description="Question answering over your documents, with exact citations.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", parents=[common], help="index files and folders (default: corpus/)")
+    p.add_argument("paths", nargs="*", help="files or folders (default: corpus/)")
+    p.add_argument("--password", action="append", dest="pdf_passwords", help="password for encrypted PDFs (repeatable)")
+    p.add_argument("--no-prune", dest="prune", action="store_false", default=None,
+                   help="keep documents whose files were deleted from an indexed folder")
+    p.add_argument("--rebuild", action="store_true", help="build a fresh index and swap it in (new model or chunking)")
+    p.add_argument("--chunk-tokens", type=int, help="chunk size in model tokens (RAG_CHUNK_TOKENS)")
+    p.add_argument("--overlap-tokens", type=int, help="sentence overlap between chunks, in tokens")
+
+    sub.add_parser("status", parents=[common], help="what the index holds")
+
+    p = sub.add_parser("search", parents=[common, query], help="ranked passages for a query")
+    p.add_argument("query")
+
+    p = sub.add_parser("ask", parents=[common, query], help="answer a question with cited sentences")
+    p.add_argument("question")
+
+    p = sub.add_parser("chat", parents=[common, query], help="open the chat window")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "json", "paths", "query", "question", "rebuild", "host", "port")}
+    try:
+        settings = Settings.from_env(**options)
+        return COMMANDS[args.command](args, settings)
+    except RagError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: the index keeps its last committed state", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _progress(settings: Settings):
+    """tqdm bars per stage, or nothing with --quiet."""
+    if settings.quiet:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bars = {}
+
+    def update(stage, done, total):
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=f"{stage:<9}", unit="file" if stage == "reading" else "chunk",
+                                     file=sys.stderr, position=len(bars), dynamic_ncols=True)
+        bar.total = max(total, done)
+        bar.n = done
+        bar.refresh()
+
+    return update, lambda: [bar.close() for bar in bars.values()]
+
+
+def _quiet_libraries(settings: Settings) -> None:
+    if settings.quiet:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import logging
+
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+
+
+def cmd_index(args, settings: Settings) -> int:
+    from .index import Index
+
+    _quiet_libraries(settings)
+    index = Index.open(settings=settings)
+    progress, close = _progress(settings)
+    try:
+        if args.rebuild:
+            report = index.rebuild(args.paths or None, progress)
+        else:
+            report = index.add(args.paths or None, progress)
+    finally:
+        close()
+    if args.json:
+        print(json.dumps({
+            "added": report.added, "unchanged": report.unchanged, "removed": report.removed,
+            "failed": [{"path": e.path, "reason": e.reason} for e in report.failed],
+            "skipped": report.skipped, "chunks": report.chunks, "embedded": report.embedded,
+            "seconds": round(report.seconds, 3),
+        }, indent=2))
+    else:
+        print(f"indexed {len(report.added)} file(s), {report.unchanged} unchanged, {len(report.removed)} removed; "
+              f"{report.chunks} chunks written, {report.embedded} embedded, in {report.seconds:.1f}s")
+        if report.skipped:
+            print(f"skipped {len(report.skipped)} file(s) of unsupported type")
+        if report.failed:
+            print(f"{len(report.failed)} file(s) could not be indexed:")
+            for e in report.failed:
+                print(f"  {e.path}: {e.reason}")
+    return EXIT_OK if report.ok else EXIT_SOME_FAILED
+
+
+def cmd_status(args, settings: Settings) -> int:
+    from .index import Index
+
+    status = Index.open(settings=settings, create=False).status()
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return EXIT_OK
+    print(f"index      {status['index']}")
+    print(f"documents  {status['documents']} in {status['files']} file(s), {status['pages']} PDF page(s)")
+    print(f"chunks     {status['chunks']}")
+    print(f"model      {status['model']} (dim {status['dim']}), chunks of {status['chunk_tokens']} tokens")
+    print(f"size       {status['size_bytes'] / 1e6:.1f} MB on disk")
+    if status["failed"]:
+        print(f"failed     {len(status['failed'])} file(s):")
+        for f in status["failed"]:
+            print(f"  {f['path']}: {f['reason']}")
+    return EXIT_OK
+
+
+def _open_for_query(settings: Settings):
+    from .answer import default_index
+
+    _quiet_libraries(settings)
+    return default_index(settings)
+
+
+def cmd_search(args, settings: Settings) -> int:
+    hits = _open_for_query(settings).search(args.query, settings.k, settings.mode)
+    if args.json:
+        keys = ("doc_id", "source", "page", "start", "end", "score", "text")
+        print(json.dumps([{k: getattr(h, k) for k in keys} for h in hits], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for rank, h in enumerate(hits, 1):
+        page = f" p.{h.page}" if h.page else ""
+        print(f"{rank}. {h.source}{page} chars {h.start}-{h.end}  score {h.score:.3f}  [{h.doc_id}]")
+        print("   " + " ".join(h.text.split())[:300])
+    return EXIT_OK
+
+
+def cmd_ask(args, settings: Settings) -> int:
+    from .answer import ask
+
+    index = _open_for_query(settings)
+    stream = settings.llm_url and not args.json
+    answer = ask(args.question, index=index, settings=settings,
+                 on_token=(lambda t: print(t, end="", flush=True)) if stream else None)
+    if args.json:
+        print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+        return EXIT_OK
+    if stream:
+        print()
+        if answer.mode == "generative":
+            print("verified:")
+    print(answer.text)
+    if answer.note:
+        print(f"({answer.note})")
+    for c in answer.citations:
+        page = f" p.{c.page}" if c.page else ""
+        print(f"[{c.n}] {c.source}{page} chars {c.start}-{c.end}: \"{c.text}\"")
+    if answer.abstained and answer.passages:
+        print("Related passages:")
+        for h in answer.passages[:3]:
+            page = f" p.{h.page}" if h.page else ""
+            print(f"  {h.source}{page} chars {h.start}-{h.end}: \"{' '.join(h.text.split())[:160]}...\"")
+    return EXIT_OK
+
+
+def cmd_chat(args, settings: Settings) -> int:
+    import importlib.util
+    from pathlib import Path
+
+    ui_path = Path(__file__).resolve().parent.parent / "ui.py"
+    if not ui_path.exists():
+        raise RagError(f"the chat window needs ui.py beside the rag package ({ui_path}); run it from a source checkout")
+    spec = importlib.util.spec_from_file_location("rag_ui", ui_path)
+    ui = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ui)
+    argv = []
+    for flag, value in (("--index", settings.index_dir), ("--corpus", settings.corpus_dir),
+                        ("--host", args.host), ("--port", args.port)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return ui.main(argv) or EXIT_OK
+
+
+COMMANDS = {"index": cmd_index, "status": cmd_status, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat}
+
+if __name__ == "__main__":
+    sys.exit(main())

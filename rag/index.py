@@ -1,0 +1,315 @@
+"""The Index: load -> chunk -> embed -> store on the way in, retrieve on the way out."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import retrieve
+from .chunk import chunk_document
+from .config import Settings
+from .errors import DocumentError, IndexLockedError, IndexMismatchError, IndexNotFoundError
+from .load import file_hash, find_files, load_file
+from .retrieve import Hit
+from .store import Store, build_faiss, load_faiss, save_faiss
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+BATCH_CHUNKS = 2048  # chunks embedded and committed together: Ctrl-C loses at most one batch
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)  # sources (re)indexed
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
+    failed: list[DocumentError] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # files of a type we do not read
+    chunks: int = 0  # chunks written
+    embedded: int = 0  # chunks that needed the model (the rest reused a stored vector)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+class Index:
+    """A folder holding one index. Safe to search from many threads while one writer adds."""
+
+    def __init__(self, directory: Path, settings: Settings):
+        self.dir = Path(directory)
+        self.settings = settings
+        self.store = Store(self.dir)
+        self._faiss = None
+        self._faiss_generation = None
+        self._reload_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path=None, settings: Settings | None = None, create: bool = True) -> "Index":
+        settings = settings or Settings.from_env()
+        index = cls(Path(path) if path is not None else settings.index_dir, settings)
+        if not index.store.exists():
+            if not create:
+                raise IndexNotFoundError(f"no index in {index.dir}; build one with: rag index PATH --index {index.dir}")
+            index.store.create(index._wanted_manifest(with_dim=False))
+        index._check_manifest()
+        return index
+
+    # -- settings the index was built with --------------------------------------------------
+
+    def _wanted_manifest(self, with_dim=True) -> dict:
+        s = self.settings
+        manifest = {"model": s.model, "chunk_tokens": s.chunk_tokens, "overlap_tokens": s.overlap_tokens}
+        if with_dim:
+            manifest["dim"] = self.embedder.dim
+        return manifest
+
+    def _check_manifest(self, for_writing=False) -> None:
+        have = self.store.manifest()
+        keys = ("model", "chunk_tokens", "overlap_tokens") if for_writing else ("model",)
+        diff = [k for k in keys if have.get(k) != getattr(self.settings, k)]
+        if diff:
+            what = ", ".join(f"{k} {have.get(k)!r} (you asked for {getattr(self.settings, k)!r})" for k in diff)
+            raise IndexMismatchError(
+                f"{self.dir} was built with {what}; it never mixes two settings. "
+                f"Rebuild it with: rag index --rebuild --index {self.dir}, or use its settings (e.g. RAG_MODEL)"
+            )
+
+    @property
+    def embedder(self):
+        from .embed import get_embedder
+
+        return get_embedder(self.settings.model)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _write_lock(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lock_path = self.dir / ".write.lock"
+        with open(lock_path, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                raise IndexLockedError(
+                    f"{self.dir} is being written by {holder}; wait for it to finish (readers keep working)"
+                ) from None
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()}")
+            f.flush()
+            try:
+                yield
+            finally:
+                f.truncate(0)
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def add(self, paths=None, progress: Progress | None = None, prune: bool | None = None) -> IngestReport:
+        """Index files and folders incrementally: unchanged files cost a hash, nothing more.
+
+        Files gone from an indexed folder leave the index unless prune=False. A file that fails to
+        load keeps its previous version in the index and is reported.
+        """
+        started = time.perf_counter()
+        paths = [Path(p) for p in (paths or [self.settings.corpus_dir])]
+        prune = self.settings.prune if prune is None else prune
+        report = IngestReport()
+        progress = progress or (lambda stage, done, total: None)
+        with self._write_lock():
+            self._check_manifest(for_writing=True)
+            files = []
+            for p in paths:
+                try:
+                    found, skipped = find_files([p])
+                except DocumentError as e:
+                    report.failed.append(e)
+                    continue
+                files += found
+                report.skipped += [str(s) for s in skipped]
+            known = self.store.file_hashes()
+            seen, pending, pending_chunks = set(), [], 0
+            changed = False
+            try:
+                for n, (path, root) in enumerate(files):
+                    progress("reading", n, len(files))
+                    abspath = str(path.resolve())
+                    seen.add(abspath)
+                    loaded = self._load(path, root, abspath, known, report)
+                    if loaded is None:
+                        continue
+                    pending.append(loaded)
+                    pending_chunks += sum(len(chunks) for _, chunks in loaded[4])
+                    if pending_chunks >= BATCH_CHUNKS:
+                        changed |= self._commit(pending, report, progress)
+                        pending, pending_chunks = [], 0
+                progress("reading", len(files), len(files))
+                changed |= self._commit(pending, report, progress)
+                if prune:
+                    changed |= self._prune(paths, seen, report)
+                with self.store.transaction() as db:
+                    failures = [(str(Path(e.path.split(" line ")[0]).resolve()), e.reason) for e in report.failed]
+                    self.store.set_failures(db, seen, failures, time.time())
+            finally:
+                if changed or self._faiss_generation != self.store.generation():
+                    self._refresh_faiss(save=True)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _load(self, path, root, abspath, known, report):
+        """Read and chunk one file; None when it is unchanged or failed."""
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            report.failed.append(DocumentError(path, f"cannot read: {e.strerror or e}"))
+            return None
+        digest = file_hash(data)
+        if known.get(abspath) == digest:
+            report.unchanged += 1
+            return None
+        try:
+            items = list(load_file(path, root, self.settings.pdf_passwords))
+        except DocumentError as e:
+            report.failed.append(e)
+            return None
+        docs = [d for d in items if not isinstance(d, DocumentError)]
+        report.failed += [d for d in items if isinstance(d, DocumentError)]
+        if not docs:
+            if not report.failed or report.failed[-1].path != str(path):
+                report.failed.append(DocumentError(path, "no text to index"))
+            return None
+        e = self.embedder
+        chunked = [(d, chunk_document(d, e.count_tokens, self.settings.chunk_tokens,
+                                      self.settings.overlap_tokens, e.max_tokens)) for d in docs]
+        source = docs[0].source
+        return abspath, source, digest, len(data), chunked
+
+    def _commit(self, pending, report: IngestReport, progress: Progress) -> bool:
+        """Embed what is new, then write these files in one transaction."""
+        if not pending:
+            return False
+        model = self.settings.model
+        all_chunks = [c for *_, chunked in pending for _, chunks in chunked for c in chunks]
+        hashes = [hashlib.sha1(f"{model}\x00{c.embed_text}".encode()).hexdigest() for c in all_chunks]
+        vectors = self.store.vectors_for(set(hashes))
+        todo = sorted({h: c for h, c in zip(hashes, all_chunks) if h not in vectors}.items())
+        step = max(self.settings.batch_size * 4, 1)
+        for i in range(0, len(todo), step):
+            progress("embedding", report.embedded, report.embedded + len(todo) - i)
+            part = todo[i:i + step]
+            for (h, _), v in zip(part, self.embedder.encode([c.embed_text for _, c in part], self.settings.batch_size)):
+                vectors[h] = v
+            report.embedded += len(part)
+        progress("embedding", report.embedded, report.embedded)
+        it = iter(zip(all_chunks, hashes))
+        now = time.time()
+        with self.store.transaction() as db:
+            for abspath, source, digest, size, chunked in pending:
+                self.store.remove_file(db, abspath)
+                documents = [(doc, [(c, vectors[h], h) for c, h in (next(it) for _ in chunks)])
+                             for doc, chunks in chunked]
+                self.store.insert_file(db, abspath, source, digest, size, now, documents)
+                report.added.append(source)
+            self.store.bump_generation(db)
+        report.chunks += len(all_chunks)
+        return True
+
+    def _prune(self, paths, seen, report) -> bool:
+        roots = [str(p.resolve()) + os.sep for p in paths if p.is_dir()]
+        gone = [(path, source) for path, source in self.store.db.execute("SELECT path, source FROM files")
+                if path not in seen and any(path.startswith(r) for r in roots)]
+        if not gone:
+            return False
+        with self.store.transaction() as db:
+            for path, source in gone:
+                self.store.remove_file(db, path)
+                report.removed.append(source)
+            self.store.bump_generation(db)
+        return True
+
+    def rebuild(self, paths=None, progress: Progress | None = None) -> IngestReport:
+        """Build a fresh index beside this one, then swap it in: the old one serves until the swap."""
+        fresh_dir = self.dir.with_name(f".{self.dir.name}.rebuild")
+        shutil.rmtree(fresh_dir, ignore_errors=True)
+        fresh_dir.mkdir(parents=True)
+        with self._write_lock():
+            fresh = Index(fresh_dir, self.settings)
+            fresh.store.create(fresh._wanted_manifest(with_dim=False))
+            report = fresh.add(paths, progress)
+            fresh.store.close()
+            old_dir = self.dir.with_name(f".{self.dir.name}.old")
+            shutil.rmtree(old_dir, ignore_errors=True)
+            self.store.close()
+            keep = [p for p in self.dir.iterdir() if p.name in ("README.md", ".write.lock")]
+            old_dir.mkdir()
+            for p in self.dir.iterdir():
+                if p not in keep:
+                    p.rename(old_dir / p.name)
+            for p in fresh_dir.iterdir():
+                if p.name != ".write.lock":
+                    p.rename(self.dir / p.name)
+            shutil.rmtree(old_dir, ignore_errors=True)
+            shutil.rmtree(fresh_dir, ignore_errors=True)
+        self._faiss_generation = None
+        return report
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def faiss(self):
+        """The vector index of the last commit; reloaded when another writer has committed since."""
+        generation = self.store.generation()
+        if generation != self._faiss_generation:
+            with self._reload_lock:
+                if generation != self._faiss_generation:
+                    self._refresh_faiss(save=False)
+        return self._faiss
+
+    def _refresh_faiss(self, save: bool) -> None:
+        generation = self.store.generation()
+        index = load_faiss(self.dir, generation)
+        if index is None:
+            dim = self.store.manifest().get("dim") or self.embedder.dim
+            ids, vectors = self.store.all_vectors(dim)
+            index = build_faiss(ids, vectors, dim, self.settings.hnsw_threshold)
+            if save:
+                save_faiss(index, self.dir, generation)
+        if save and self.store.manifest().get("dim") is None:
+            with self.store.transaction() as db:
+                db.execute("INSERT OR REPLACE INTO manifest VALUES ('dim', ?)", (str(self.embedder.dim),))
+        self._faiss, self._faiss_generation = index, generation
+
+    def search(self, query: str, k: int | None = None, mode: str | None = None) -> list[Hit]:
+        return retrieve.search(self, query, k or self.settings.k, mode or self.settings.mode)
+
+    def status(self) -> dict:
+        manifest = self.store.manifest()
+        size = sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file())
+        return {
+            "index": str(self.dir),
+            **self.store.counts(),
+            "model": manifest.get("model"),
+            "dim": manifest.get("dim"),
+            "chunk_tokens": manifest.get("chunk_tokens"),
+            "overlap_tokens": manifest.get("overlap_tokens"),
+            "generation": manifest.get("generation"),
+            "size_bytes": size,
+            "failed": self.store.failures(),
+        }
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

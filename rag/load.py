@@ -1,13 +1,16 @@
 """Stage 1, load: files on disk become Documents whose text is exactly what later offsets point into.
 
 A Document is one citable unit of text: a text or Markdown file, one JSONL record, or one PDF page.
+Every failure is a DocumentError that names the file (and the line, for JSONL) and says why.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -15,6 +18,8 @@ from typing import Iterator
 from .errors import DocumentError
 
 SUFFIXES = (".txt", ".md", ".markdown", ".pdf", ".jsonl")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,7 +63,8 @@ def file_hash(data: bytes) -> str:
 def load_file(path: Path, root: Path, passwords=()) -> Iterator[Document | DocumentError]:
     """Yield the file's Documents; per-record problems come back as DocumentError items.
 
-    A problem with the whole file raises DocumentError instead.
+    A problem with the whole file raises DocumentError instead. `passwords` are tried, after the
+    empty one, on encrypted PDFs.
     """
     path = Path(path)
     source = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
@@ -70,7 +76,7 @@ def load_file(path: Path, root: Path, passwords=()) -> Iterator[Document | Docum
     except OSError as e:
         raise DocumentError(path, f"cannot read: {e.strerror or e}") from None
     if not data.strip():
-        raise DocumentError(path, "empty file")
+        raise DocumentError(path, "empty file (no text)" if data else "empty file (0 bytes)")
     if suffix == ".pdf":
         yield from _load_pdf(path, source, data, passwords)
     elif suffix == ".jsonl":
@@ -79,83 +85,226 @@ def load_file(path: Path, root: Path, passwords=()) -> Iterator[Document | Docum
         yield Document(source=source, doc_id=source, text=_decode(path, data))
 
 
+# --- text ------------------------------------------------------------------------------------------
+
+
 def _decode(path: Path, data: bytes) -> str:
-    """UTF-8 exactly as stored (newlines untouched, a BOM dropped); anything else is an error, not mojibake."""
-    if b"\x00" in data[:8192]:
+    """UTF-8 exactly as stored (newlines untouched, a leading BOM dropped); anything else is an error."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DocumentError(path, "UTF-16 text, not UTF-8; convert it, e.g. iconv -f utf-16 -t utf-8")
+    if data.startswith(b"%PDF-"):
+        raise DocumentError(path, "a PDF file with a text file's name; rename it to .pdf")
+    if b"\x00" in data:
         raise DocumentError(path, "binary file (contains NUL bytes), not text")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
         raise DocumentError(
-            path, f"not valid UTF-8 (byte {e.start}); convert it, e.g. iconv -f latin1 -t utf-8"
+            path, f"not valid UTF-8 (byte {e.start}, line {line}); convert it, e.g. iconv -f latin1 -t utf-8"
         ) from None
 
 
 def _load_jsonl(path: Path, source: str, text: str) -> Iterator[Document | DocumentError]:
-    """One record a line, BEIR layout: {"_id" or "id", "title"?, "text"}."""
-    for lineno, line in enumerate(text.splitlines(), 1):
+    """One record a line, BEIR layout: {"_id" or "id", "title"?, "text"}.
+
+    Lines are split at "\\n" only: U+2028 and friends are legal inside JSON strings.
+    """
+    seen: dict[str, int] = {}
+    loaded = bad = 0
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         where = f"{path} line {lineno}"
+        problem = None
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
-            yield DocumentError(where, f"invalid JSON ({e.msg})")
+            problem = f"invalid JSON ({e.msg} at column {e.colno})"
+        else:
+            if not isinstance(record, dict):
+                problem = f"a record must be a JSON object, not {type(record).__name__}"
+            elif not isinstance(record.get("text"), str):
+                problem = 'a record needs a "text" string'
+        if problem is None:
+            doc_id = record.get("_id", record.get("id"))
+            if doc_id is None or doc_id == "":
+                doc_id = f"{source}:{lineno}"
+            elif not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
+                problem = f'"_id"/"id" must be a string or an integer, not {type(doc_id).__name__}'
+            doc_id = str(doc_id)
+        if problem is None:
+            if doc_id in seen:
+                problem = f"duplicate id {doc_id!r} (first on line {seen[doc_id]}); this record is skipped"
+            elif not record["text"].strip():
+                problem = f"record {doc_id!r} has empty text"
+        if problem is not None:
+            bad += 1
+            if not loaded and bad >= 20:
+                raise DocumentError(path, f"not JSON Lines: the first {bad} records all fail ({problem})")
+            yield DocumentError(where, problem)
             continue
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            yield DocumentError(where, 'a record needs a "text" string')
-            continue
-        doc_id = record.get("_id", record.get("id"))
-        if doc_id is None or doc_id == "":
-            doc_id = f"{source}:{lineno}"
-        title = record.get("title") or ""
-        if not record["text"].strip():
-            yield DocumentError(where, f"record {doc_id} has empty text")
-            continue
-        yield Document(source=source, doc_id=str(doc_id), text=record["text"], title=str(title))
+        seen[doc_id] = lineno
+        title = record.get("title")
+        title = title if isinstance(title, str) else "" if title is None else str(title)
+        loaded += 1
+        yield Document(source=source, doc_id=doc_id, text=record["text"], title=title.strip())
+
+
+# --- PDF -------------------------------------------------------------------------------------------
+
+# Ligatures become letters (the tokenizer and BM25 know "fi", not "ﬁ"); stray control characters
+# (bad font maps) become spaces. Offsets refer to this cleaned page text.
+_PDF_CLEAN = {0xFB00: "ff", 0xFB01: "fi", 0xFB02: "fl", 0xFB03: "ffi", 0xFB04: "ffl", 0xFB05: "st", 0xFB06: "st",
+              0: None}
+_PDF_CLEAN.update({c: " " for c in [*range(1, 9), 0x0B, *range(0x0E, 0x20), 0x7F, *range(0x80, 0xA0)]})
+
+
+def clean_pdf_text(text: str) -> str:
+    """What a Document keeps of pypdf's page text (public so tests can compare with pypdf)."""
+    return text.translate(_PDF_CLEAN)
+
+
+class _PypdfLog(logging.Handler):
+    """pypdf reports the repairs it makes through logging; keep them off stderr, note them per file."""
+
+    local = threading.local()
+
+    def emit(self, record):
+        notes = getattr(self.local, "notes", None)
+        message = record.getMessage()
+        if notes is not None and len(notes) < 50:
+            notes.append(message)
+        log.debug("pypdf: %s", message)
+
+
+def _quiet_pypdf() -> None:
+    logger = logging.getLogger("pypdf")
+    if not any(isinstance(h, _PypdfLog) for h in logger.handlers):
+        logger.addHandler(_PypdfLog())
+        logger.propagate = False
 
 
 def _load_pdf(path: Path, source: str, data: bytes, passwords) -> Iterator[Document]:
+    if b"%PDF-" not in data[:1024]:
+        raise DocumentError(path, f"not a PDF file (it starts with {data[:8]!r}, not %PDF-)")
+    _quiet_pypdf()
+    _PypdfLog.local.notes = notes = []
+    try:
+        docs = _read_pdf(path, source, data, list(passwords or ()), notes)
+    finally:
+        _PypdfLog.local.notes = None
+    yield from docs
+
+
+def _open_pdf(path, data: bytes, notes):
     import io
-    import logging
 
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError, DependencyError
+    from pypdf.errors import PdfReadError
 
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
-        if reader.is_encrypted and not _decrypt(reader, passwords):
-            raise DocumentError(
-                path, "encrypted PDF and no given password opens it; pass --password (or RAG_PDF_PASSWORDS)"
-            )
-        pages = list(reader.pages)
+        return PdfReader(io.BytesIO(data), strict=False)
+    except (PdfReadError, ValueError) as first:
+        if b"startxref" in data[-1024:]:
+            raise
+        # Hand-made or truncated files without a cross-reference table: pointing startxref at 0
+        # makes pypdf rebuild the table by scanning the objects.
+        try:
+            reader = PdfReader(io.BytesIO(data.rstrip() + b"\nstartxref\n0\n%%EOF\n"), strict=False)
+        except Exception:
+            raise first from None
+        notes.append(f"repaired: {first}")
+        return reader
+
+
+def _read_pdf(path: Path, source: str, data: bytes, passwords: list[str], notes) -> list[Document]:
+    from pypdf.errors import DependencyError
+
+    try:
+        reader = _open_pdf(path, data, notes)
+        if reader.is_encrypted:
+            _decrypt(path, reader, passwords)
+        count = len(reader.pages)
     except DocumentError:
         raise
     except DependencyError as e:
         raise DocumentError(path, f"cannot decrypt: {e}") from None
-    except (PdfReadError, Exception) as e:  # pypdf raises many kinds on broken files
+    except NotImplementedError as e:
+        raise DocumentError(path, f"unsupported PDF feature ({e})") from None
+    except RecursionError:
+        raise DocumentError(path, "corrupt PDF (its object structure is nested without end)") from None
+    except Exception as e:  # pypdf raises many kinds on broken files
         raise DocumentError(path, f"corrupt or unreadable PDF ({type(e).__name__}: {e})") from None
-    docs, failed = [], 0
-    for number, page in enumerate(pages, 1):
+    if count == 0:
+        raise DocumentError(path, "PDF has no pages")
+
+    docs, failures, images, fonts = [], [], 0, 0
+    for number in range(1, count + 1):
         try:
-            text = page.extract_text() or ""
-        except Exception:  # one bad page must not lose the others
-            failed += 1
+            page = reader.pages[number - 1]
+            text = clean_pdf_text(page.extract_text() or "")
+        except Exception as e:  # one bad page must not lose the others
+            failures.append(f"page {number}: {type(e).__name__}: {e}")
             continue
         if text.strip():
             docs.append(Document(source=source, doc_id=source, text=text, page=number))
-    if not docs:
-        reason = "no text layer (scanned or image-only PDF?); OCR it first" if not failed else "no page could be read"
-        raise DocumentError(path, reason)
-    yield from docs
+        elif not docs:
+            f, i = _page_resources(page)
+            fonts += f
+            images += i
+    if docs:
+        if failures:
+            log.warning("%s: %d of %d pages could not be read (%s)", path, len(failures), count, failures[0])
+        return docs
+    if len(failures) == count:
+        raise DocumentError(path, f"no page could be read ({failures[0]})")
+    pages = f"{count} page{'s' if count > 1 else ''}"
+    if images and not fonts:
+        reason = f"no text layer: image-only PDF ({pages}, scanned?); OCR it first"
+    elif fonts:
+        reason = f"no extractable text on its {pages} (fonts but no text came out)"
+    else:
+        reason = f"no text on its {pages} (blank pages or drawings only)"
+    damage = [n for n in notes if "decompress" in n or "corrupt" in n.lower()]
+    if damage:
+        reason += f"; pypdf reports damage: {damage[0]}"
+    raise DocumentError(path, reason)
 
 
-def _decrypt(reader, passwords) -> bool:
+def _page_resources(page) -> tuple[int, int]:
+    """(fonts, images) a page's resources declare, to tell scans from blank pages."""
+    try:
+        resources = page.get("/Resources") or {}
+        fonts = len(resources.get("/Font") or {})
+        images = 0
+        for xobject in (resources.get("/XObject") or {}).values():
+            if xobject.get_object().get("/Subtype") == "/Image":
+                images += 1
+        return fonts, images
+    except Exception:
+        return 0, 0
+
+
+def _decrypt(path: Path, reader, passwords: list[str]) -> None:
+    """The empty password first (many PDFs only restrict printing), then the given ones."""
+    from pypdf.errors import DependencyError
+
     for password in ("", *passwords):
         try:
             if reader.decrypt(password):
-                return True
+                return
+        except DependencyError:
+            raise
+        except NotImplementedError as e:
+            raise DocumentError(path, f"unsupported encryption ({e})") from None
         except Exception:
             continue
-    return False
+    if not any(passwords):
+        raise DocumentError(
+            path, "encrypted PDF that needs a password; give it with --password (or RAG_PDF_PASSWORDS)"
+        )
+    n = len([p for p in passwords if p])
+    raise DocumentError(
+        path, f"encrypted PDF: wrong password (none of the {n} given opens it); give the right one with --password"
+    )

@@ -1,0 +1,230 @@
+"""The index end to end with the real model, real FAISS and real SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CORPUS_FILE, ROOT, shared_path
+from rag import Index, IndexLockedError, IndexMismatchError
+from rag.store import faiss_path
+
+
+def chunk_rows(index: Index):
+    return index.store.db.execute(
+        "SELECT d.source, d.doc_id, d.page, d.text, c.start, c.end, c.text, c.sentences, c.id "
+        "FROM chunks c JOIN documents d ON d.id = c.document").fetchall()
+
+
+def assert_exact(index: Index):
+    rows = chunk_rows(index)
+    assert rows
+    for source, doc_id, page, text, start, end, chunk_text, sentences, _ in rows:
+        assert chunk_text == text[start:end], (source, page, start, end)
+        for a, b in json.loads(sentences):
+            assert start <= a < b <= end
+            assert text[a:b].strip() == text[a:b]
+
+
+def assert_consistent(index: Index):
+    """FAISS ids and SQLite rows agree."""
+    ids = {r[0] for r in index.store.db.execute("SELECT id FROM chunks")}
+    faiss_index = index.faiss()
+    assert faiss_index.ntotal == len(ids)
+    import faiss
+
+    stored = set(faiss.vector_to_array(faiss_index.id_map).tolist())
+    assert stored == ids
+
+
+def test_offsets_exact_for_txt_md_jsonl_and_pdf(settings, corpus, tmp_path):
+    (corpus / "notes.md").write_text(
+        "# Notes\r\n\r\nShe said “hello” — and left.\r\nIt’s “quoted”, isn’t it? Yes… it is.\r\n", encoding="utf-8",
+        newline="")
+    (corpus / "records.jsonl").write_text(
+        json.dumps({"_id": "r1", "title": "First", "text": "Alpha beta. Gamma “delta” epsilon."}) + "\n"
+        + json.dumps({"id": 7, "text": "Zeta eta theta. Iota kappa."}) + "\n", encoding="utf-8")
+    shutil.copy(shared_path("bench-data", "alce", "paper", "ALCE.pdf"), corpus / "ALCE.pdf")
+    index = Index.open(settings=settings)
+    report = index.add([corpus])
+    assert report.ok, report.failed
+    assert sorted(report.added) == ["ALCE.pdf", "notes.md", "putin-diplomacy.txt", "records.jsonl"]
+    assert_exact(index)
+    # Text files are stored exactly as on disk, \r\n included, so offsets point into the file itself.
+    md = (corpus / "notes.md").read_bytes().decode("utf-8")
+    assert index.store.document_text("notes.md", "notes.md", None) == md
+    assert index.store.document_text("putin-diplomacy.txt", "putin-diplomacy.txt", None) == CORPUS_FILE.read_text("utf-8")
+    docs = dict(index.store.db.execute("SELECT doc_id, title FROM documents WHERE source = 'records.jsonl'").fetchall())
+    assert docs == {"r1": "First", "7": ""}
+    pages = [r[0] for r in index.store.db.execute("SELECT page FROM documents WHERE source='ALCE.pdf' ORDER BY page")]
+    assert pages[0] == 1 and len(pages) > 5 and pages == sorted(set(pages))
+    from pypdf import PdfReader
+
+    page3 = PdfReader(str(corpus / "ALCE.pdf")).pages[2].extract_text()
+    assert index.store.document_text("ALCE.pdf", "ALCE.pdf", 3) == page3
+    hits = index.search("Gamma delta epsilon", k=3)
+    assert any(h.doc_id == "r1" for h in hits)
+    pdf_hits = index.search("citation recall and precision", k=5)
+    assert any(h.source == "ALCE.pdf" and h.page for h in pdf_hits)
+    assert_consistent(index)
+
+
+def test_no_chunk_is_cut_by_the_model(settings, corpus, embedder):
+    index = Index.open(settings=settings)
+    index.add([corpus])
+    for source, doc_id, page, text, start, end, chunk_text, *_ in chunk_rows(index):
+        assert embedder.count_tokens([chunk_text])[0] <= embedder.max_tokens
+
+
+def test_incremental_reindex(settings, corpus):
+    other = corpus / "sub" / "other.txt"
+    other.parent.mkdir()
+    other.write_text("The tallest tree on the island is a kauri. It is older than the village.\n" * 20)
+    index = Index.open(settings=settings)
+    first = index.add([corpus])
+    assert first.embedded > 0 and sorted(first.added) == ["putin-diplomacy.txt", "sub/other.txt"]
+
+    again = index.add([corpus])
+    assert again.embedded == 0 and again.added == [] and again.unchanged == 2
+    generation = index.store.generation()
+    assert generation == index.status()["generation"]
+
+    # Append to one file: only it is re-read, and only its new chunks need the model.
+    with open(other, "a") as f:
+        f.write("A new paragraph about penguins, which live far from the island.\n")
+    changed = index.add([corpus])
+    assert changed.added == ["sub/other.txt"] and changed.unchanged == 1
+    putin_chunks = index.store.db.execute(
+        "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.document WHERE d.source='putin-diplomacy.txt'"
+    ).fetchone()[0]
+    assert 0 < changed.embedded < changed.chunks or changed.embedded == changed.chunks == 1
+    assert changed.embedded < putin_chunks + changed.chunks
+    assert any("penguins" in h.text for h in index.search("penguins", k=3))
+
+    # A touched but unchanged file is recognised by its content hash.
+    (corpus / "putin-diplomacy.txt").write_bytes(CORPUS_FILE.read_bytes())
+    assert index.add([corpus]).embedded == 0
+
+    # A deleted file leaves the index (prune is the default), and its vectors leave FAISS.
+    other.unlink()
+    pruned = index.add([corpus])
+    assert pruned.removed == ["sub/other.txt"]
+    assert not any("penguins" in h.text for h in index.search("penguins", k=5))
+    assert_consistent(index)
+
+    # --no-prune keeps documents whose files are gone.
+    (corpus / "putin-diplomacy.txt").unlink()
+    kept = index.add([corpus], prune=False)
+    assert kept.removed == [] and index.status()["chunks"] == putin_chunks
+
+
+def test_bad_files_are_reported_and_lose_nothing(settings, corpus):
+    (corpus / "empty.txt").write_bytes(b"")
+    (corpus / "binary.txt").write_bytes(b"\x00\x01\x02binary\x00" * 10)
+    (corpus / "latin1.md").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    (corpus / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> garbage\n")
+    (corpus / "bad.jsonl").write_text('{"_id": "ok", "text": "A fine record about otters."}\n{not json\n')
+    (corpus / "image.png").write_bytes(b"\x89PNG\r\n")
+    index = Index.open(settings=settings)
+    report = index.add([corpus])
+    failed = {Path(e.path.split(" line ")[0]).name: e.reason for e in report.failed}
+    assert set(failed) == {"empty.txt", "binary.txt", "latin1.md", "broken.pdf", "bad.jsonl"}
+    assert "empty" in failed["empty.txt"] and "binary" in failed["binary.txt"]
+    assert "UTF-8" in failed["latin1.md"] and "JSON" in failed["bad.jsonl"]
+    assert sorted(report.added) == ["bad.jsonl", "putin-diplomacy.txt"]
+    assert [Path(p).name for p in report.skipped] == ["image.png"]
+    assert any(h.doc_id == "ok" for h in index.search("otters", k=3))
+    assert {Path(f["path"]).name for f in index.status()["failed"]} == set(failed)
+
+
+def test_missing_faiss_file_is_rebuilt_from_sqlite(settings, corpus):
+    index = Index.open(settings=settings)
+    index.add([corpus])
+    expected = [h.chunk_id for h in index.search("NATO chiefs", k=3, mode="dense")]
+    faiss_path(settings.index_dir, index.store.generation()).unlink()
+    reopened = Index.open(settings=settings)
+    assert [h.chunk_id for h in reopened.search("NATO chiefs", k=3, mode="dense")] == expected
+    assert_consistent(reopened)
+
+
+def test_second_writer_is_refused_and_readers_keep_answering(settings, corpus, tmp_path):
+    index = Index.open(settings=settings)
+    index.add([corpus])
+    reader = Index.open(settings=settings)
+    before = reader.search("NATO chiefs", k=1)[0].chunk_id
+    with index._write_lock():
+        with pytest.raises(IndexLockedError, match="being written by pid"):
+            Index.open(settings=settings).add([corpus])
+        assert reader.search("NATO chiefs", k=1)[0].chunk_id == before
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "otters.txt").write_text("Sea otters hold hands while they sleep so they do not drift apart.")
+    index.add([extra])
+    assert reader.search("Why do sea otters hold hands?", k=1)[0].source == "otters.txt"
+
+
+def test_other_model_or_chunker_is_refused(settings, corpus):
+    Index.open(settings=settings).add([corpus])
+    with pytest.raises(IndexMismatchError, match="rebuild"):
+        Index.open(settings=settings.replace(model="some/other-model"))
+    with pytest.raises(IndexMismatchError, match="chunk_tokens"):
+        Index.open(settings=settings.replace(chunk_tokens=100)).add([corpus])
+
+
+def test_rebuild_swaps_in_a_fresh_index(settings, corpus):
+    Index.open(settings=settings).add([corpus])
+    changed = settings.replace(chunk_tokens=120, overlap_tokens=20)
+    report = Index(settings.index_dir, changed).rebuild([corpus])
+    assert report.added == ["putin-diplomacy.txt"]
+    reopened = Index.open(settings=changed)
+    assert reopened.status()["chunk_tokens"] == 120
+    assert_exact(reopened)
+    assert_consistent(reopened)
+
+
+def _many_documents(folder: Path, count: int):
+    folder.mkdir(parents=True, exist_ok=True)
+    words = CORPUS_FILE.read_text("utf-8").split()
+    for i in range(count):
+        start = (i * 37) % (len(words) - 120)
+        (folder / f"doc{i:04d}.txt").write_text(f"Document {i}. " + " ".join(words[start:start + 120]) + "\n")
+
+
+def test_kill_9_during_indexing_leaves_a_loadable_index(settings, corpus, tmp_path):
+    index = Index.open(settings=settings)
+    index.add([corpus])
+    before = index.status()
+    big = tmp_path / "big"
+    _many_documents(big, 600)
+    env = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "index", str(big)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lock = settings.index_dir / ".write.lock"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if lock.exists() and lock.read_text().startswith("pid"):
+            break
+        time.sleep(0.05)
+    time.sleep(3)  # well into reading and embedding
+    assert proc.poll() is None, "indexing finished before it could be killed: make the corpus bigger"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    after = Index.open(settings=settings)
+    assert_consistent(after)
+    assert_exact(after)
+    assert after.status()["chunks"] >= before["chunks"]
+    assert after.search("NATO chiefs", k=1)[0].source == "putin-diplomacy.txt"
+    assert sqlite3.connect(settings.index_dir / "rag.sqlite").execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    # The interrupted run resumes: what was committed is not embedded again.
+    resumed = after.add([big])
+    assert resumed.ok and len(resumed.added) + resumed.unchanged == 600
+    assert_consistent(after)

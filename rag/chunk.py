@@ -1,12 +1,14 @@
 """Stage 2, chunk: sentence-aware chunks with exact offsets, sized in the embedding model's tokens.
 
 Invariants every chunk keeps: `chunk.text == document.text[chunk.start:chunk.end]`, every sentence
-span lies inside the chunk, and no chunk crosses a page or a document.
+span lies inside the chunk (trimmed, in order), no chunk crosses a page or a document, and no chunk
+holds more than the token budget: `chunk_tokens`, and what the model reads with the title included.
 """
 
 from __future__ import annotations
 
 import re
+import statistics
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -14,16 +16,39 @@ from .load import Document
 
 CountTokens = Callable[[Sequence[str]], list[int]]
 
-_ABBREVIATIONS = {
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "fig", "figs", "no", "nos", "inc",
-    "ltd", "co", "corp", "gen", "gov", "sen", "rep", "col", "lt", "sgt", "capt", "cf", "al", "approx",
-    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "vol", "pp",
-    "ed", "eds", "dept", "univ", "est", "mt", "ft", "e.g", "i.e", "ca", "resp", "ref", "refs", "eq",
+# Abbreviations a sentence practically never ends with: a name or a number follows.
+_NEVER_END = {
+    "mr", "mrs", "ms", "messrs", "dr", "prof", "st", "mt", "gen", "gov", "sen", "rep", "col", "lt", "sgt",
+    "capt", "cmdr", "adm", "maj", "pres", "hon", "rev", "fr", "cf", "vs", "e.g", "i.e", "eg", "ie", "viz",
+    "approx", "ca", "resp", "fig", "figs", "eq", "eqs", "vol", "vols", "pp", "ref", "refs", "dept", "univ",
+    "ch", "chap", "sec", "tab", "suppl", "incl", "esp",
 }
-# End of a sentence: terminal punctuation, closing quotes/brackets, whitespace, then a likely start.
-_END = re.compile(r"""[.!?…]+["'”’)\]]*(?=\s+["'“‘(\[]?[A-Z0-9À-ÖØ-Þ])""")
-_WORD_BEFORE = re.compile(r"([\w.]+)$")
-_LINE_END_PUNCT = tuple(".!?:;\"'”’)]…")
+# Abbreviations only before a number ("No. 5", "p. 12"); elsewhere the word ends a sentence.
+_BEFORE_NUMBER = {"no", "nos", "nr", "art", "p", "para", "n"}
+# Abbreviations that may end a sentence: they do when a typical sentence opener follows.
+_MAY_END = {
+    "etc", "al", "inc", "ltd", "co", "corp", "bros", "jr", "sr", "ed", "eds", "est", "ft", "oz", "lb", "lbs",
+    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+}
+_OPENERS = {
+    "a", "an", "the", "this", "that", "these", "those", "it", "its", "he", "she", "they", "we", "i", "you",
+    "his", "her", "their", "our", "my", "there", "here", "in", "on", "at", "for", "to", "by", "with", "as",
+    "but", "and", "or", "so", "yet", "if", "when", "while", "after", "before", "although", "though",
+    "however", "thus", "therefore", "moreover", "furthermore", "finally", "also", "then", "such", "both",
+    "all", "each", "no", "one", "most", "many", "some", "what", "why", "how", "who", "which", "where",
+    "because", "since", "during", "despite", "other", "another", "results", "conclusions", "methods",
+}
+_CLOSERS = "\"'”’)]»"
+_OPENERS_PUNCT = "\"'“‘([«"
+# A candidate sentence end: terminal punctuation, closing quotes/brackets, then whitespace.
+_END = re.compile(r"[.!?…]+[\"'”’)\]»]*(?=\s)")
+_WORD_BEFORE = re.compile(r"[\w.]*\w$")
+_NEXT_WORD = re.compile(r"[\w’']+")
+_DOTTED = re.compile(r"(?:[^\W\d_]{1,3}\.)+[^\W\d_]{1,3}")  # u.s, e.g, ph.d, a.m
+_ENUMERATOR = re.compile(r"\(?(?:\d{1,3}(?:\.\d{1,3})*|[ivx]{1,4}|[IVX]{1,4}|[A-Za-z])")
+_LIST_ITEM = re.compile(r"(?:[-*•‣◦▪>|+]|\d{1,3}[.)]|[a-zA-Z][.)]|\(\w{1,3}\))\s")
+_CONNECTOR_END = re.compile(r"(?:[,;(/&\-–—]|\b(?:and|or|of|the|a|an|to|in|for|with|by|on|at|from|as))$")
+_PARAGRAPH_LINES = 120  # median line length from which every line break ends a block
 
 
 @dataclass
@@ -43,49 +68,82 @@ class Chunk:
         return f"{self.title}\n{self.text}" if self.title else self.text
 
 
+# --- sentences -------------------------------------------------------------------------------------
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Sentence spans (start, end) in `text`, whitespace trimmed; no text is dropped but whitespace."""
+    """Sentence spans (start, end) in `text`, whitespace trimmed, in order; only whitespace is dropped."""
     spans = []
     for block_start, block_end in _blocks(text):
         cut = block_start
-        block = text[block_start:block_end]
-        for m in _END.finditer(block):
-            end = block_start + m.end()
-            if _is_abbreviation(text[cut:end]):
-                continue
-            spans.append((cut, end))
-            cut = end
+        for m in _END.finditer(text, block_start, block_end):
+            if _ends_sentence(text, cut, m.start(), m.end(), block_end):
+                spans.append((cut, m.end()))
+                cut = m.end()
         spans.append((cut, block_end))
     return [s for s in (_trim(text, a, b) for a, b in spans) if s]
 
 
+def _ends_sentence(text: str, cut: int, p: int, e: int, limit: int) -> bool:
+    """Does the punctuation text[p:e] (followed by whitespace) end the sentence begun at `cut`?"""
+    k = e
+    while k < limit and text[k].isspace():
+        k += 1
+    if k < limit and text[k] in _OPENERS_PUNCT:
+        k += 1
+    nxt = text[k] if k < limit else ""
+    if not (nxt.isupper() or nxt.isdigit()):
+        return False  # lower case, a symbol or nothing follows: the sentence goes on
+    punct = text[p:e].rstrip(_CLOSERS)
+    if punct != ".":
+        return True  # ? ! … or an ellipsis
+    before = text[cut:p]
+    if _ENUMERATOR.fullmatch(before.strip()):
+        return False  # "1." "IV." "a." "2.3." that numbers a heading or an item
+    if not before or not (before[-1].isalnum() or before[-1] == "_"):
+        return True  # ")." "%." "”." : no abbreviation ends so
+    m = _WORD_BEFORE.search(before)
+    if m.start() > 0 and not (before[m.start() - 1].isspace() or before[m.start() - 1] in _OPENERS_PUNCT):
+        return True  # the end of a longer token ("Bcl-x.", "14qE."), not an abbreviation
+    word = m.group(0).lower()
+    if word in _NEVER_END:
+        return False
+    if word in _BEFORE_NUMBER and nxt.isdigit():
+        return False
+    if word in _MAY_END or (len(word) == 1 and word.isalpha()) or _DOTTED.fullmatch(word):
+        following = _NEXT_WORD.match(text, k, limit)
+        return bool(following) and following.group(0).lower() in _OPENERS
+    return True
+
+
 def _blocks(text: str):
-    """Split at blank lines and at line breaks that end a sentence or a heading, not at hard wraps."""
-    start = 0
+    """Split at blank lines, headings, list items and, in paragraph-per-line text, every line break.
+
+    In hard-wrapped text (PDF pages, wrapped Markdown) a line break inside a sentence is no boundary;
+    sentence ends across line breaks are found by the sentence pattern like any other.
+    """
     lines = text.splitlines(keepends=True)
-    pos = 0
+    widths = [len(line.strip()) for line in lines if line.strip()]
+    width = statistics.median(widths) if widths else 0
+    paragraphs = width >= _PARAGRAPH_LINES
+    start = pos = 0
     for i, line in enumerate(lines):
         pos += len(line)
         body = line.strip()
-        nxt = lines[i + 1].lstrip() if i + 1 < len(lines) else ""
-        if not body or not nxt:
+        nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        if not body or not nxt or paragraphs:
+            boundary = True
+        elif _LIST_ITEM.match(nxt) or body.startswith("#") or nxt.startswith("#"):
             boundary = True
         else:
-            starts_new = nxt[0].isupper() or nxt[0].isdigit() or nxt[0] in "-*•#>|\"“'‘(["
-            boundary = starts_new and (body.endswith(_LINE_END_PUNCT) or len(body) < 50) or body.startswith("#")
+            starts_new = nxt[0].isupper() or nxt[0].isdigit() or nxt[0] in _OPENERS_PUNCT
+            heading = len(body) < 0.6 * width and not _CONNECTOR_END.search(body)
+            boundary = starts_new and (body.endswith(":") or heading)
         if boundary:
             yield start, pos
             start = pos
     if start < len(text):
         yield start, len(text)
-
-
-def _is_abbreviation(sentence: str) -> bool:
-    m = _WORD_BEFORE.search(sentence.rstrip(".!?…\"'”’)]"))
-    if not m:
-        return False
-    word = m.group(1).lower().strip(".")
-    return word in _ABBREVIATIONS or len(word) == 1 or "." in word and len(word) <= 6
 
 
 def _trim(text: str, a: int, b: int):
@@ -96,58 +154,131 @@ def _trim(text: str, a: int, b: int):
     return (a, b) if a < b else None
 
 
+# --- chunks ----------------------------------------------------------------------------------------
+
+
 def chunk_document(
     doc: Document, count_tokens: CountTokens, chunk_tokens: int, overlap_tokens: int, max_tokens: int
 ) -> list[Chunk]:
-    """Pack whole sentences into chunks of at most `chunk_tokens` (and what the model can read).
+    """Pack whole sentences into chunks of at most `chunk_tokens`, within what the model can read.
 
-    `max_tokens` is the model's limit for one text, title included: nothing past it is ever cut off
-    silently. A sentence longer than the budget is split at word boundaries.
+    `max_tokens` is the model's limit for one text, title included: nothing is ever cut off silently.
+    A title longer than half of it is shortened (in the chunks) to leave the text room. A sentence
+    longer than the budget is split at word boundaries, a word longer than it between characters.
+    Consecutive chunks share whole sentences, up to `overlap_tokens`.
     """
-    title_tokens = count_tokens([doc.title])[0] + 1 if doc.title else 0
-    budget = min(chunk_tokens, max_tokens - title_tokens)
-    if budget < 8:
-        budget = max_tokens  # a title too long to leave room: it gets cut, never the text
-    spans = split_sentences(doc.text)
-    sizes = count_tokens([doc.text[a:b] for a, b in spans]) if spans else []
+    title, title_tokens = doc.title.strip(), 0
+    if title:
+        title, title_tokens = _fit(title, max(1, max_tokens // 2), count_tokens)
+        title_tokens += 1  # the line break between title and text
+    budget = max(1, min(chunk_tokens, max_tokens - title_tokens))
+    text = doc.text
+    spans = split_sentences(text)
+    if not spans:
+        return []
+    sizes = count_tokens([text[a:b] for a, b in spans])
     pieces: list[tuple[int, int, int]] = []
     for (a, b), n in zip(spans, sizes):
-        pieces.extend(_split_long(doc.text, a, b, n, budget, count_tokens) if n > budget else [(a, b, n)])
+        pieces.extend(_split_long(text, a, b, budget, count_tokens) if n > budget else [(a, b, n)])
 
-    chunks, i = [], 0
-    while i < len(pieces):
-        j, used = i, 0
-        while j < len(pieces) and (j == i or used + pieces[j][2] <= budget):
-            used += pieces[j][2]
-            j += 1
+    groups = _pack(text, pieces, budget, overlap_tokens, None)
+    real = count_tokens([text[pieces[i][0]:pieces[j - 1][1]] for i, j in groups])
+    if any(n > budget for n in real):  # the tokenizer is not additive across these pieces: check each
+        groups = _pack(text, pieces, budget, overlap_tokens, count_tokens)
+    chunks = []
+    for i, j in groups:
         start, end = pieces[i][0], pieces[j - 1][1]
-        chunks.append(
-            Chunk(doc.source, doc.doc_id, doc.page, start, end, doc.text[start:end],
-                  [(a, b) for a, b, _ in pieces[i:j]], doc.title)
-        )
-        if j == len(pieces):
-            break
-        back, carried = j, 0
-        while back - 1 > i and carried + pieces[back - 1][2] <= overlap_tokens:
-            back -= 1
-            carried += pieces[back][2]
-        i = back
+        chunks.append(Chunk(doc.source, doc.doc_id, doc.page, start, end, text[start:end],
+                            [(a, b) for a, b, _ in pieces[i:j]], title))
     return chunks
 
 
-def _split_long(text, a, b, n, budget, count_tokens):
-    """Cut an over-long sentence into word-aligned pieces that each fit the budget."""
-    words = [m.span() for m in re.finditer(r"\S+", text[a:b])]
-    per_piece = max(1, int(len(words) * budget / n * 0.9))
-    out, k = [], 0
-    while k < len(words):
-        step = per_piece
+def _pack(text, pieces, budget, overlap_tokens, count_tokens) -> list[tuple[int, int]]:
+    """Greedy groups [i, j) of pieces; with `count_tokens`, each group is counted as one text."""
+    groups, i, new = [], 0, 0  # pieces before `new` are in a chunk already
+    while i < len(pieces):
         while True:
-            s, e = a + words[k][0], a + words[min(k + step, len(words)) - 1][1]
-            size = count_tokens([text[s:e]])[0]
-            if size <= budget or step == 1:
+            j, used = i + 1, pieces[i][2]
+            while j < len(pieces) and used + pieces[j][2] <= budget:
+                used += pieces[j][2]
+                j += 1
+            if count_tokens is not None:
+                while j - i > 1 and count_tokens([text[pieces[i][0]:pieces[j - 1][1]]])[0] > budget:
+                    j -= 1
+            if j > new or i >= new:
                 break
-            step = max(1, step * budget // size - 1)
-        out.append((s, e, size))
-        k += step
+            i = new  # the carried sentences leave no room for a new one: start without them
+        groups.append((i, j))
+        new = j
+        if j == len(pieces):
+            break
+        # Carry whole sentences back, but always leave room for the next new one: no chunk repeats
+        # only what the previous one held, and every step moves forward.
+        back, carried, room = j, 0, budget - pieces[j][2]
+        while back - 1 > i and carried + pieces[back - 1][2] <= min(overlap_tokens, room):
+            back -= 1
+            carried += pieces[back][2]
+        i = back
+    return groups
+
+
+def _split_long(text, a, b, budget, count_tokens) -> list[tuple[int, int, int]]:
+    """Cut an over-long sentence into word-aligned pieces that each fit the budget."""
+    words = [(a + m.start(), a + m.end()) for m in re.finditer(r"\S+", text[a:b])]
+    units: list[tuple[int, int, int]] = []
+    for (s, e), n in zip(words, count_tokens([text[s:e] for s, e in words])):
+        units.extend(_split_word(text, s, e, budget, count_tokens) if n > budget else [(s, e, n)])
+    pieces, cur = [], units[0]
+    for u in units[1:]:
+        spaced = cur[1] < u[0]  # whitespace between: the counts add up (not so for parts of one word)
+        if spaced and cur[2] + u[2] <= budget:
+            cur = (cur[0], u[1], cur[2] + u[2])
+        else:
+            pieces.append(cur)
+            cur = u
+    pieces.append(cur)
+    real = count_tokens([text[s:e] for s, e, _ in pieces])
+    if all(n <= budget for n in real):
+        return [(s, e, n) for (s, e, _), n in zip(pieces, real)]
+    out = []  # a tokenizer that does not add up: fall back to single units where needed
+    for (s, e, _), n in zip(pieces, real):
+        out.extend([(s, e, n)] if n <= budget else [u for u in units if s <= u[0] and u[1] <= e])
     return out
+
+
+def _split_word(text, s, e, budget, count_tokens) -> list[tuple[int, int, int]]:
+    """Cut one huge 'word' (a URL, base64, a formula) into character runs that each fit the budget."""
+    out = []
+    total = count_tokens([text[s:e]])[0]
+    per_token = max(1.0, (e - s) / max(total, 1))
+    while s < e:
+        length = min(e - s, max(1, int(budget * per_token * 0.9)))
+        while True:
+            n = count_tokens([text[s:s + length]])[0]
+            if n <= budget or length == 1:
+                break
+            length = max(1, min(length - 1, int(length * budget / n * 0.9)))
+        out.append((s, s + length, n))
+        s += length
+    return out
+
+
+def _fit(title: str, limit: int, count_tokens) -> tuple[str, int]:
+    """The title, shortened at a word (or character) boundary to at most `limit` tokens, and its size."""
+    n = count_tokens([title])[0]
+    if n <= limit:
+        return title, n
+    ends = [m.end() for m in re.finditer(r"\S+", title)]
+    lo, hi = 0, len(ends)  # the largest number of words that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count_tokens([title[:ends[mid - 1]]])[0] <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo:
+        short = title[:ends[lo - 1]]
+    else:
+        first = _split_word(title, 0, ends[0], limit, count_tokens)[0]
+        short = title[first[0]:first[1]]
+    return short, count_tokens([short])[0]

@@ -154,11 +154,15 @@ class Index:
                         pending, pending_chunks = [], 0
                 progress("reading", len(files), len(files))
                 changed |= self._commit(pending, report, progress)
+                roots = [str(p.resolve()) + os.sep for p in paths if p.is_dir()]
                 if prune:
-                    changed |= self._prune(paths, seen, report)
+                    changed |= self._prune(roots, seen, report)
                 with self.store.transaction() as db:
+                    gone = [f["path"] for f in self.store.failures()
+                            if f["path"] not in seen and any(f["path"].startswith(r) for r in roots)
+                            and not Path(f["path"]).exists()]
                     failures = [(str(Path(e.path.split(" line ")[0]).resolve()), e.reason) for e in report.failed]
-                    self.store.set_failures(db, seen, failures, time.time())
+                    self.store.set_failures(db, seen | set(gone), failures, time.time())
             finally:
                 if changed or self._faiss_generation != self.store.generation():
                     self._refresh_faiss(save=True)
@@ -223,8 +227,7 @@ class Index:
         report.chunks += len(all_chunks)
         return True
 
-    def _prune(self, paths, seen, report) -> bool:
-        roots = [str(p.resolve()) + os.sep for p in paths if p.is_dir()]
+    def _prune(self, roots, seen, report) -> bool:
         gone = [(path, source) for path, source in self.store.db.execute("SELECT path, source FROM files")
                 if path not in seen and any(path.startswith(r) for r in roots)]
         if not gone:

@@ -42,13 +42,12 @@ _CLOSERS = "\"'”’)]»"
 _OPENERS_PUNCT = "\"'“‘([«"
 # A candidate sentence end: terminal punctuation, closing quotes/brackets, then whitespace.
 _END = re.compile(r"[.!?…]+[\"'”’)\]»]*(?=\s)")
-_WORD_BEFORE = re.compile(r"[\w.]*\w$")
 _NEXT_WORD = re.compile(r"[\w’']+")
 _DOTTED = re.compile(r"(?:[^\W\d_]{1,3}\.)+[^\W\d_]{1,3}")  # u.s, e.g, ph.d, a.m
 _ENUMERATOR = re.compile(r"\(?(?:\d{1,3}(?:\.\d{1,3})*|[ivx]{1,4}|[IVX]{1,4}|[A-Za-z])")
 _LIST_ITEM = re.compile(r"(?:[-*•‣◦▪>|+]|\d{1,3}[.)]|[a-zA-Z][.)]|\(\w{1,3}\))\s")
 _CONNECTOR_END = re.compile(r"(?:[,;(/&\-–—]|\b(?:and|or|of|the|a|an|to|in|for|with|by|on|at|from|as))$")
-_PARAGRAPH_LINES = 120  # median line length from which every line break ends a block
+_PARAGRAPH_LINES = 130  # longer lines are paragraphs, not hard wraps
 
 
 @dataclass
@@ -102,10 +101,12 @@ def _ends_sentence(text: str, cut: int, p: int, e: int, limit: int) -> bool:
         return False  # "1." "IV." "a." "2.3." that numbers a heading or an item
     if not before or not (before[-1].isalnum() or before[-1] == "_"):
         return True  # ")." "%." "”." : no abbreviation ends so
-    m = _WORD_BEFORE.search(before)
-    if m.start() > 0 and not (before[m.start() - 1].isspace() or before[m.start() - 1] in _OPENERS_PUNCT):
-        return True  # the end of a longer token ("Bcl-x.", "14qE."), not an abbreviation
-    word = m.group(0).lower()
+    w = p  # the word before the period, scanned back a few characters only
+    while w > cut and p - w <= 12 and (text[w - 1].isalnum() or text[w - 1] in "._"):
+        w -= 1
+    if w > cut and not (text[w - 1].isspace() or text[w - 1] in _OPENERS_PUNCT):
+        return True  # the end of a longer token ("Bcl-x.", "14qE.", a URL), not an abbreviation
+    word = text[w:p].lstrip("._").lower()
     if word in _NEVER_END:
         return False
     if word in _BEFORE_NUMBER and nxt.isdigit():
@@ -125,7 +126,8 @@ def _blocks(text: str):
     lines = text.splitlines(keepends=True)
     widths = [len(line.strip()) for line in lines if line.strip()]
     width = statistics.median(widths) if widths else 0
-    paragraphs = width >= _PARAGRAPH_LINES
+    # Paragraph-per-line text: most of it sits in lines longer than anything hard-wrapped.
+    paragraphs = sum(w for w in widths if w > _PARAGRAPH_LINES) > sum(widths) / 2
     start = pos = 0
     for i, line in enumerate(lines):
         pos += len(line)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from typing import Sequence
 
@@ -35,6 +36,8 @@ class Embedder:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # "Loading weights" on every start is noise
+        # count_tokens measures whole sentences on purpose, to split them; the length warning is noise
+        logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
 
         try:
             self.model = SentenceTransformer(path, device="cpu")

@@ -33,6 +33,7 @@ UPLOAD_SUFFIXES = (".txt", ".md", ".markdown", ".pdf", ".jsonl")
 MAX_UPLOAD_MB = 50
 MODES = ("hybrid", "dense", "bm25")
 MARKER = re.compile(r"\[(\d+)\]")
+SPIN = '<span class="rag-spin"></span>'  # a CSS spinner: emoji need fonts a server may lack
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<$])")
 
 # --------------------------------------------------------------------------------------------
@@ -47,7 +48,7 @@ def esc(text: Any) -> str:
 
 def escape_markdown(text: str) -> str:
     """Plain text for the chat bubble, which renders Markdown: no HTML, no emphasis, no lists."""
-    return _MD_SPECIAL.sub(r"\\\1", esc(text))
+    return _MD_SPECIAL.sub(r"\\\1", html.escape("" if text is None else str(text), quote=False))
 
 
 def anchor_prefix(turn: int, last: int) -> str:
@@ -177,7 +178,7 @@ def render_panel(turns: list[dict], file_url: Callable | None = None) -> str:
         prefix = anchor_prefix(t, last)
         sources = render_sources(answer, prefix, file_url) + answer_footer(answer)
         if t == last:
-            out.append(f'<div class="rag-turn rag-latest">{sources}</div>')
+            out.append(f'<div class="rag-turn rag-latest" data-turn="{t + 1}">{sources}</div>')
         else:
             out.append(
                 f'<details class="rag-turn" id="{prefix}turn"><summary>Earlier: {esc(turn["question"])}</summary>'
@@ -195,9 +196,9 @@ def render_chat(turns: list[dict]) -> list[dict]:
         if turn.get("answer"):
             content = render_answer_markdown(turn["answer"], anchor_prefix(t, last))
         elif turn.get("error"):
-            content = f"⚠️ {escape_markdown(turn['error'])}"
+            content = f'<span class="rag-error">Error:</span> {escape_markdown(turn["error"])}'
         else:
-            content = escape_markdown(turn.get("pending") or "…")
+            content = f'<span class="rag-spin"></span> {escape_markdown(turn.get("pending") or "…")}'
         messages.append({"role": "assistant", "content": content})
     return messages
 
@@ -224,7 +225,7 @@ def human_size(n: int | float | None) -> str:
 def render_status(status: dict | None, job: dict | None = None, error: str = "") -> str:
     """The one-line index status, with the running job's progress if any."""
     if error:
-        return f'<div class="rag-status rag-bad">⚠️ {esc(error)}</div>'
+        return f'<div class="rag-status rag-bad">Error: {esc(error)}</div>'
     parts = []
     if status is not None:
         parts.append(
@@ -241,7 +242,7 @@ def render_status(status: dict | None, job: dict | None = None, error: str = "")
     else:
         parts.append("opening the index…")
     if job and job.get("running"):
-        parts.append(f'<span class="rag-busy">⏳ {esc(format_progress(job))}</span>')
+        parts.append(f'<span class="rag-busy"><span class="rag-spin"></span> {esc(format_progress(job))}</span>')
     return f'<div class="rag-status">{" · ".join(parts)}</div>'
 
 
@@ -276,10 +277,13 @@ def render_report(report: Any, notes: list[str] | None = None, rejected: list[tu
             lines.append(f"<li>– <b>{esc(name)}</b> removed from the index (no longer in the corpus)</li>")
         unchanged = getattr(report, "unchanged", 0) or 0
         embedded = getattr(report, "embedded", 0) or 0
-        summary = f"{embedded} chunk(s) embedded"
+        summary = []
+        if embedded or getattr(report, "added", None):
+            summary.append(f"{embedded} new chunk(s) embedded")
         if unchanged:
-            summary += f", {unchanged} file(s) unchanged"
-        lines.append(f"<li>{esc(summary)}</li>")
+            summary.append(f"{unchanged} file(s) unchanged")
+        if summary:
+            lines.append(f"<li>{esc(', '.join(summary))}</li>")
     for note in notes or []:
         lines.append(f"<li>{esc(note)}</li>")
     return '<ul class="rag-report">' + "".join(lines) + "</ul>"
@@ -465,13 +469,18 @@ class ChatApp:
             yield render_chat(turns), render_panel(turns, self.file_url), turns, ""
             return
         history = history_for(turns)
-        pending = {"question": question, "pending": "⏳ Searching the documents…"}
+        pending = {"question": question, "pending": "Searching the documents…"}
         work = turns + [pending]
         yield render_chat(work), render_panel(turns, self.file_url), work, ""
 
+        waited = False
         while not self.wait_ready(timeout=0.5):
-            pending = {**pending, "pending": f"⏳ Waiting for the index ({format_progress(self.job.snapshot())})"}
+            waited = True
+            pending = {**pending, "pending": f"Waiting for the index ({format_progress(self.job.snapshot())})"}
             work = turns + [pending]
+            yield render_chat(work), render_panel(turns, self.file_url), work, ""
+        if waited:
+            work = turns + [{"question": question, "pending": "Searching the documents…"}]
             yield render_chat(work), render_panel(turns, self.file_url), work, ""
         if self.index is None:
             work = turns + [{"question": question, "error": self.open_error or "the index could not be opened"}]
@@ -552,7 +561,7 @@ class ChatApp:
         if not files:
             yield "<p>No file received.</p>", self.status_html()
             return
-        yield f"<p>⏳ Received {len(files)} file(s)…</p>", self.status_html()
+        yield f'<p>{SPIN} Received {len(files)} file(s)…</p>', self.status_html()
         if not self.opened.wait(timeout=None) or self.index is None:
             yield render_report(None, [self.open_error or "the index is not open"]), self.status_html()
             return
@@ -576,7 +585,7 @@ class ChatApp:
             box = None
             for box, text in self._watch(lambda: self._store_and_index(accepted, staging, notes), "upload"):
                 if box is None:
-                    yield f"<p>⏳ {esc(text)}</p>", self.status_html()
+                    yield f"<p>{SPIN} {esc(text)}</p>", self.status_html()
             if "error" in box:
                 notes.append(f"indexing failed: {box['error']}; the index keeps its last good state")
                 yield render_report(None, notes, rejected), self.status_html()
@@ -625,11 +634,11 @@ class ChatApp:
         if not self.opened.wait(timeout=None) or self.index is None:
             yield render_report(None, [self.open_error or "the index is not open"]), self.status_html()
             return
-        yield "<p>⏳ Re-indexing the corpus folder…</p>", self.status_html()
+        yield f"<p>{SPIN} Re-indexing the corpus folder…</p>", self.status_html()
         box = None
         for box, text in self._watch(lambda: self.run_index_job([self.corpus_dir], "re-indexing"), "re-index"):
             if box is None:
-                yield f"<p>⏳ {esc(text)}</p>", self.status_html()
+                yield f"<p>{SPIN} {esc(text)}</p>", self.status_html()
         if "error" in box:
             yield render_report(None, [f"re-indexing failed: {box['error']}"]), self.status_html()
         else:
@@ -659,7 +668,7 @@ def _restore(dest: Path, backup: Path | None):
 
 CSS = """
 #rag-sources { max-height: 640px; overflow-y: auto; }
-.rag-src { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 10px;
+.rag-src { border-width: 1px; border-style: solid; border-color: var(--border-color-primary); border-radius: 8px; padding: 8px 10px;
   margin: 0 0 10px 0; scroll-margin-top: 8px; transition: box-shadow .3s, border-color .3s; }
 .rag-src:target, .rag-src.rag-flash { border-color: var(--color-accent); box-shadow: 0 0 0 3px var(--color-accent-soft); }
 .rag-src header { font-size: 0.85em; margin-bottom: 4px; color: var(--body-text-color-subdued); }
@@ -681,6 +690,11 @@ CSS = """
 .rag-busy { color: var(--color-accent); }
 .rag-report { margin: 4px 0; padding-left: 1.2em; font-size: 0.9em; }
 a.rag-cite { text-decoration: none; font-weight: 600; }
+.rag-error { color: #b91c1c; font-weight: 600; }
+.rag-spin { display: inline-block; width: 0.8em; height: 0.8em; vertical-align: -0.05em;
+  border-width: 2px; border-style: solid; border-color: #fed7aa; border-top-color: #f97316;
+  border-radius: 50%; animation: rag-spin 0.8s linear infinite; }
+@keyframes rag-spin { to { transform: rotate(360deg); } }
 """
 
 # Clicking a marker scrolls its source into view inside the panel and flashes it; a marker of an
@@ -710,17 +724,27 @@ def build_app(settings, max_upload_mb: float = MAX_UPLOAD_MB) -> "gr.Blocks":
     app = ChatApp(settings, max_upload_mb=max_upload_mb)
     with gr.Blocks(title="Ask your documents") as demo:
         demo.rag_app = app  # for launch() and tests
-        with gr.Row(equal_height=False):
-            gr.Markdown("## Ask your documents\nAnswers cite the exact sentences they come from: click a marker to check it.")
-        with gr.Row(equal_height=False):
-            status = gr.HTML(app.status_html(), elem_id="rag-status", scale=5)
-            reindex_btn = gr.Button("Re-index corpus", elem_id="rag-reindex", size="sm", scale=0, min_width=150)
+        gr.Markdown("## Ask your documents\nAnswers cite the exact sentences they come from: click a marker [n] to check it.")
+        with gr.Row(equal_height=True, elem_id="rag-docbar"):
+            status = gr.HTML(app.status_html(), elem_id="rag-status", scale=4)
+            upload_btn = gr.UploadButton(
+                "Add documents",
+                elem_id="rag-upload",
+                file_count="multiple",
+                file_types=list(UPLOAD_SUFFIXES),
+                type="filepath",
+                size="sm",
+                scale=0,
+                min_width=150,
+            )
+            reindex_btn = gr.Button("Re-index", elem_id="rag-reindex", size="sm", scale=0, min_width=110)
+        upload_log = gr.HTML("", elem_id="rag-upload-log")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=360):
                 chatbot = gr.Chatbot(
                     elem_id="rag-chat",
                     label="Chat",
-                    height=560,
+                    height=540,
                     latex_delimiters=[],
                     feedback_options=None,
                     buttons=["copy"],
@@ -737,17 +761,8 @@ def build_app(settings, max_upload_mb: float = MAX_UPLOAD_MB) -> "gr.Blocks":
                         autofocus=True,
                     )
                     ask_btn = gr.Button("Ask", variant="primary", elem_id="rag-ask", scale=1, min_width=80)
-                with gr.Row(equal_height=True):
-                    upload_btn = gr.UploadButton(
-                        "Add documents (txt, md, pdf, jsonl)",
-                        elem_id="rag-upload",
-                        file_count="multiple",
-                        file_types=list(UPLOAD_SUFFIXES),
-                        type="filepath",
-                        size="sm",
-                    )
-                    clear_btn = gr.Button("New conversation", size="sm", elem_id="rag-clear")
-                upload_log = gr.HTML("", elem_id="rag-upload-log")
+                with gr.Row(equal_height=False):
+                    clear_btn = gr.Button("New conversation", size="sm", elem_id="rag-clear", scale=0, min_width=160)
                 with gr.Accordion("Settings", open=False):
                     k = gr.Slider(1, 20, value=settings.k, step=1, label="Passages to retrieve (k)", elem_id="rag-k")
                     mode = gr.Radio(
@@ -769,6 +784,7 @@ def build_app(settings, max_upload_mb: float = MAX_UPLOAD_MB) -> "gr.Blocks":
             concurrency_limit=4,
             concurrency_id="chat",
             api_visibility="private",
+            show_progress="hidden",  # the pending message has its own spinner and words
         )
         question.submit(**chat_io)
         ask_btn.click(**chat_io)
@@ -785,6 +801,7 @@ def build_app(settings, max_upload_mb: float = MAX_UPLOAD_MB) -> "gr.Blocks":
             concurrency_limit=1,
             concurrency_id="index",
             api_visibility="private",
+            show_progress="hidden",
         )
         reindex_btn.click(
             app.reindex,
@@ -792,8 +809,9 @@ def build_app(settings, max_upload_mb: float = MAX_UPLOAD_MB) -> "gr.Blocks":
             concurrency_limit=1,
             concurrency_id="index",
             api_visibility="private",
+            show_progress="hidden",
         )
-        demo.load(app.watch_status, outputs=status, api_visibility="private", concurrency_limit=None)
+        demo.load(app.watch_status, outputs=status, api_visibility="private", concurrency_limit=None, show_progress="hidden")
         gr.api(app.api_ask, api_name="ask", concurrency_limit=4, concurrency_id="chat")
     app.start()
     return demo
@@ -835,12 +853,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def main(argv=None, settings=None) -> int:
+    """Run the window until interrupted. `settings` (e.g. from `rag chat`) is the base; flags override it."""
     args = parse_args(argv)
     from rag import RagError, Settings
 
     try:
-        settings = Settings.from_env(index_dir=args.index, corpus_dir=args.corpus, k=args.k, mode=args.mode)
+        overrides = dict(index_dir=args.index, corpus_dir=args.corpus, k=args.k, mode=args.mode)
+        if settings is None:
+            settings = Settings.from_env(**overrides)
+        else:
+            settings = settings.replace(**overrides)
+            settings.index_dir, settings.corpus_dir = Path(settings.index_dir), Path(settings.corpus_dir)
+            settings.validate()
     except RagError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,179 @@
+"""The chat window's server side, over HTTP: the named `ask` endpoint (gradio_client), file serving,
+upload limits, and answers while an indexing job holds the writer's lock."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import ui  # noqa: E402
+
+QUESTION = "How many U.S. presidents has Putin outlasted?"
+UPLOAD_LIMIT_MB = 0.05  # 51 KB: small, so the limit itself can be tested
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, embedder):
+    """The real app on a free loopback port, over a temporary copy of corpus/ and a fresh index."""
+    from rag import Settings
+
+    root = tmp_path_factory.mktemp("ui-api")
+    shutil.copytree(ROOT / "corpus", root / "corpus")
+    settings = Settings.from_env(environ={}, index_dir=root / "index", corpus_dir=root / "corpus", quiet=True)
+    demo = ui.build_app(settings, max_upload_mb=UPLOAD_LIMIT_MB)
+    _, url, _ = ui.launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True)
+    app = demo.rag_app
+    assert app.wait_ready(), "the index never became ready"
+    assert not app.open_error, app.open_error
+    yield url, app
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    from gradio_client import Client
+
+    return Client(served[0], verbose=False)
+
+
+def check_citations(answer: dict, corpus: Path):
+    assert not answer["abstained"], answer["text"]
+    assert answer["citations"], "an answer without citations"
+    for c in answer["citations"]:
+        assert f"[{c['n']}]" in answer["text"]
+        file_text = (corpus / c["source"]).read_text(encoding="utf-8")
+        assert c["page"] is None
+        assert file_text[c["start"] : c["end"]] == c["text"]
+        p = answer["passages"][c["passage"]]
+        assert p["text"][c["start"] - p["start"] : c["end"] - p["start"] ] == c["text"]
+
+
+def test_ask_endpoint_cites_exact_spans_of_the_corpus_file(served, client):
+    url, app = served
+    answer = client.predict(QUESTION, api_name="/ask")
+    assert answer["question"] == QUESTION
+    check_citations(answer, app.corpus_dir)
+    assert any("five U.S. presidents" in c["text"] for c in answer["citations"])
+
+
+def test_ask_endpoint_gives_the_same_answer_as_the_library(served, client):
+    from rag import ask
+
+    _, app = served
+    via_api = client.predict(QUESTION, api_name="/ask")
+    direct = ask(QUESTION, index=app.index).to_dict()
+    for d in (via_api, direct):
+        d.pop("timings")
+    assert via_api == direct
+
+
+def test_ask_endpoint_takes_k_and_mode(served, client):
+    answer = client.predict(QUESTION, 2, "bm25", api_name="/ask")
+    assert 1 <= len(answer["passages"]) <= 2
+    check_citations(answer, served[1].corpus_dir)
+
+
+def test_ask_endpoint_abstains_with_related_passages(client):
+    answer = client.predict("What is the melting point of tungsten in kelvin?", api_name="/ask")
+    assert answer["abstained"]
+    assert answer["citations"] == []
+    assert answer["passages"], "an abstention still lists the closest passages"
+
+
+def test_several_clients_at_once_get_their_own_answers(served):
+    from gradio_client import Client
+
+    questions = [QUESTION, "How many NATO chiefs has Putin outlasted?", "Who did Putin reach out to after September 11?"]
+    results: dict = {}
+
+    def one(q):
+        results[q] = Client(served[0], verbose=False).predict(q, api_name="/ask")
+
+    threads = [threading.Thread(target=one, args=(q,)) for q in questions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(results) == set(questions)
+    for q, answer in results.items():
+        assert answer["question"] == q
+
+
+def test_questions_are_answered_while_a_writer_holds_the_lock(served, client):
+    """An upload or re-index in progress holds the writer's lock; questions must not wait for it."""
+    _, app = served
+    with app.write_lock:
+        answer = client.predict(QUESTION, api_name="/ask")
+    check_citations(answer, app.corpus_dir)
+
+
+def test_only_files_inside_the_corpus_are_served(served):
+    import httpx
+
+    url, app = served
+    base = url.rstrip("/") + "/gradio_api/file="
+    corpus_file = app.corpus_dir / "putin-diplomacy.txt"
+    link = app.file_url("putin-diplomacy.txt")
+    assert link and link.startswith("gradio_api/file=")
+    r = httpx.get(url.rstrip("/") + "/" + link)
+    assert r.status_code == 200 and r.text == corpus_file.read_text(encoding="utf-8")
+    for outside in (
+        str(ROOT / "pyproject.toml"),
+        str(app.corpus_dir) + "/../index/rag.sqlite",
+        "/etc/passwd",
+    ):
+        assert httpx.get(base + outside).status_code in (403, 404), outside
+    assert app.file_url("../index/rag.sqlite") is None
+    assert app.file_url("/etc/passwd") is None
+    assert app.file_url("no-such-file.txt") is None
+
+
+def test_upload_limit_is_enforced_by_the_server(served):
+    """gradio's upload route refuses files over max_file_size, whatever the page allowed."""
+    import httpx
+
+    url, _ = served
+    route = url.rstrip("/") + "/gradio_api/upload"
+    small = httpx.post(route, files={"files": ("small.txt", b"a few words", "text/plain")})
+    assert small.status_code == 200, small.text[:200]
+    big = b"x" * int(UPLOAD_LIMIT_MB * 1024 * 1024 * 2)
+    r = httpx.post(route, files={"files": ("big.txt", big, "text/plain")})
+    assert r.status_code >= 400, r.text[:200]
+
+
+def test_upload_handler_rejects_bad_types_and_sizes_and_keeps_the_index(served, tmp_path):
+    """The handler checks again: type and size, by name and reason, and the good file still goes in."""
+    _, app = served
+    before = app.index.status()["documents"]
+    good = tmp_path / "heron-notes.md"
+    good.write_text("# Herons\n\nThe grey heron nests in tall trees near the Ouzel river.\n", encoding="utf-8")
+    exe = tmp_path / "tool.exe"
+    exe.write_bytes(b"MZ\x90\x00")
+    big = tmp_path / "huge.txt"
+    big.write_text("word " * int(UPLOAD_LIMIT_MB * 1024 * 1024), encoding="utf-8")
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog garbage\n")
+    *_, (log, status) = list(app.upload([str(good), str(exe), str(big), str(broken)]))
+    assert "tool.exe" in log and "file type .exe is not accepted" in log
+    assert "huge.txt" in log and "too large" in log
+    assert "broken.pdf" in log and "PDF" in log
+    assert "heron-notes.md</b> indexed" in log
+    assert (app.corpus_dir / "heron-notes.md").exists()
+    for name in ("tool.exe", "huge.txt", "broken.pdf"):
+        assert not (app.corpus_dir / name).exists(), name
+    assert app.index.status()["documents"] == before + 1
+    assert "broken.pdf" not in status  # a file taken back out of the corpus is not listed as failing

@@ -16,6 +16,9 @@ from .load import Document
 
 CountTokens = Callable[[Sequence[str]], list[int]]
 
+# Changes whenever the same text would be cut differently: an index may record it to know when to re-chunk.
+CHUNKER_VERSION = 2
+
 # Abbreviations a sentence practically never ends with: a name or a number follows.
 _NEVER_END = {
     "mr", "mrs", "ms", "messrs", "dr", "prof", "st", "mt", "gen", "gov", "sen", "rep", "col", "lt", "sgt",
@@ -45,7 +48,7 @@ _END = re.compile(r"[.!?…]+[\"'”’)\]»]*(?=\s)")
 _NEXT_WORD = re.compile(r"[\w’']+")
 _DOTTED = re.compile(r"(?:[^\W\d_]{1,3}\.)+[^\W\d_]{1,3}")  # u.s, e.g, ph.d, a.m
 _ENUMERATOR = re.compile(r"\(?(?:\d{1,3}(?:\.\d{1,3})*|[ivx]{1,4}|[IVX]{1,4}|[A-Za-z])")
-_LIST_ITEM = re.compile(r"(?:[-*•‣◦▪>|+]|\d{1,3}[.)]|[a-zA-Z][.)]|\(\w{1,3}\))\s")
+_LIST_ITEM = re.compile(r"(?:[-*•‣◦▪>|+]|\d{1,3}[.)]|[a-z][.)]|\(\w{1,3}\))\s")
 _CONNECTOR_END = re.compile(r"(?:[,;(/&\-–—]|\b(?:and|or|of|the|a|an|to|in|for|with|by|on|at|from|as))$")
 _PARAGRAPH_LINES = 130  # longer lines are paragraphs, not hard wraps
 

@@ -185,7 +185,7 @@ def _quiet_pypdf() -> None:
         logger.propagate = False
 
 
-def _load_pdf(path: Path, source: str, data: bytes, passwords) -> Iterator[Document]:
+def _load_pdf(path: Path, source: str, data: bytes, passwords) -> Iterator[Document | DocumentError]:
     if b"%PDF-" not in data[:1024]:
         raise DocumentError(path, f"not a PDF file (it starts with {data[:8]!r}, not %PDF-)")
     _quiet_pypdf()
@@ -218,7 +218,7 @@ def _open_pdf(path, data: bytes, notes):
         return reader
 
 
-def _read_pdf(path: Path, source: str, data: bytes, passwords: list[str], notes) -> list[Document]:
+def _read_pdf(path: Path, source: str, data: bytes, passwords: list[str], notes) -> list:
     from pypdf.errors import DependencyError
 
     try:
@@ -254,8 +254,9 @@ def _read_pdf(path: Path, source: str, data: bytes, passwords: list[str], notes)
             fonts += f
             images += i
     if docs:
-        if failures:
-            log.warning("%s: %d of %d pages could not be read (%s)", path, len(failures), count, failures[0])
+        if failures:  # reported beside the pages that did load, like a bad JSONL line
+            docs.append(DocumentError(path, f"{len(failures)} of {count} pages could not be read, the others "
+                                            f"loaded ({failures[0]})"))
         return docs
     if len(failures) == count:
         raise DocumentError(path, f"no page could be read ({failures[0]})")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import subprocess
@@ -203,6 +202,28 @@ def test_pdf_page_numbers_skip_blank_pages(tmp_path):
 
 
 @needs_pdfs
+def test_a_page_that_fails_is_reported_and_the_others_load(monkeypatch):
+    from pypdf import PageObject
+
+    real = PageObject.extract_text
+    calls = []
+
+    def flaky(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyError("/Font")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PageObject, "extract_text", flaky)
+    path = PDFS / "pdfminer/contrib/pagelabels.pdf"
+    items = load(path, PDFS)
+    assert [d.page for d in docs_of(items)] == [1, 3, 4, 5]
+    [error] = [e for e in items if isinstance(e, DocumentError)]
+    assert error.path == str(path)
+    assert "1 of 5 pages could not be read" in error.reason and "page 2: KeyError" in error.reason
+
+
+@needs_pdfs
 def test_crazyones_text_is_sensible():
     [doc] = load(PDFS / "pypdf/crazyones.pdf")
     expected = (PDFS / "pypdf/crazyones.txt").read_text(encoding="utf-8")
@@ -342,11 +363,13 @@ def test_every_bench_pdf_loads_or_fails_clearly():
             failed[name] = e.reason
             continue
         # any other exception fails the test right here, with its traceback
-        assert items and all(isinstance(d, Document) for d in items), name
-        pages = [d.page for d in items]
+        docs = docs_of(items)
+        assert docs and all(isinstance(d, (Document, DocumentError)) for d in items), name
+        assert all(e.path == str(path) for e in items if isinstance(e, DocumentError)), name
+        pages = [d.page for d in docs]
         assert pages == sorted(set(pages)) and pages[0] >= 1, name
-        assert all(d.source == name and d.text.strip() for d in items), name
-        loaded[name] = items
+        assert all(d.source == name and d.text.strip() for d in docs), name
+        loaded[name] = docs
     assert set(USER_PASSWORD) | set(EMPTY_PASSWORD) <= set(loaded)
     assert "pypdf/crazyones.pdf" in loaded and "pdfminer/simple1.pdf" in loaded
     assert not any("password" in reason for reason in failed.values())

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import retrieve
-from .chunk import chunk_document
+from .chunk import CHUNKER_VERSION, chunk_document
 from .config import Settings
 from .errors import DocumentError, IndexLockedError, IndexMismatchError, IndexNotFoundError
 from .load import file_hash, find_files, load_file
@@ -67,17 +67,18 @@ class Index:
 
     def _wanted_manifest(self, with_dim=True) -> dict:
         s = self.settings
-        manifest = {"model": s.model, "chunk_tokens": s.chunk_tokens, "overlap_tokens": s.overlap_tokens}
+        manifest = {"model": s.model, "chunk_tokens": s.chunk_tokens, "overlap_tokens": s.overlap_tokens,
+                    "chunker": CHUNKER_VERSION}
         if with_dim:
             manifest["dim"] = self.embedder.dim
         return manifest
 
     def _check_manifest(self, for_writing=False) -> None:
-        have = self.store.manifest()
-        keys = ("model", "chunk_tokens", "overlap_tokens") if for_writing else ("model",)
-        diff = [k for k in keys if have.get(k) != getattr(self.settings, k)]
+        have, want = self.store.manifest(), self._wanted_manifest(with_dim=False)
+        keys = ("model", "chunk_tokens", "overlap_tokens", "chunker") if for_writing else ("model",)
+        diff = [k for k in keys if have.get(k) != want[k]]
         if diff:
-            what = ", ".join(f"{k} {have.get(k)!r} (you asked for {getattr(self.settings, k)!r})" for k in diff)
+            what = ", ".join(f"{k} {have.get(k)!r} (this run uses {want[k]!r})" for k in diff)
             raise IndexMismatchError(
                 f"{self.dir} was built with {what}; it never mixes two settings. "
                 f"Rebuild it with: rag index --rebuild --index {self.dir}, or use its settings (e.g. RAG_MODEL)"

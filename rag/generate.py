@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .answer import Answer, Citation, Sentence
+from .answer import ABSTAIN_TEXT, Answer, Citation, Sentence
 from .chunk import split_sentences
 from .config import Settings
 from .errors import LLMError
@@ -34,13 +34,13 @@ from .retrieve import Hit
 # (positives) versus the same claims against the most similar other paragraph of the same article,
 # a paragraph of another article, and the gold paragraph with the answer swapped for a wrong one.
 # ---------------------------------------------------------------------------------------------------
-COS_WEIGHT = 0.5  # support = COS_WEIGHT * cosine + (1 - COS_WEIGHT) * lexical overlap
-SUPPORT_THRESHOLD = 0.50  # a cited span supports a sentence at or above this
-ADD_THRESHOLD = 0.65  # an unmarked (or wrongly marked) sentence gets a citation at or above this
-RELEVANT_THRESHOLD = 0.40  # a second citation of a supported sentence is kept at or above this
+COS_WEIGHT = 0.4  # support = COS_WEIGHT * cosine + (1 - COS_WEIGHT) * lexical overlap - number penalty
+NUMBER_PENALTY = 1.0  # subtracted when the span lacks a number the sentence states (so it cannot pass)
+SUPPORT_THRESHOLD = 0.56  # a cited span supports a sentence at or above this (max TPR - FPR)
+ADD_THRESHOLD = 0.63  # an unmarked (or wrongly marked) sentence gets a citation at or above this (hard FPR <= 1%)
 MAX_WINDOW = 2  # a citation covers 1 or 2 adjacent sentences of a passage
 
-ABSTAIN_PHRASE = "The passages do not answer this question."
+ABSTAIN_PHRASE = ABSTAIN_TEXT  # what the model is told to say, and what an abstaining answer shows
 MAX_HISTORY_TURNS = 3
 
 _STOP = frozenset("""
@@ -57,6 +57,7 @@ _MARKER = re.compile(
     r"\s*\[\s*(?:(?:passage|source|doc(?:ument)?|ref)\s*)?(\d{1,3}(?:\s*(?:,|;|-|–|and)\s*(?:(?:passage|source)\s*)?\d{1,3})*)\s*\]",
     re.IGNORECASE,
 )
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•]+|\d{1,2}[.)]|[a-z][.)])\s+|^#+\s*")  # "1. ", "- ", "a) ", "## "
 # Text written to the model, not about the world: never accepted as support for a generated sentence.
 _INJECTION = re.compile(
     r"\b(?:ignore|disregard|forget|override)\b[^.!?\n]{0,40}\b(?:instructions?|prompts?|rules|directions|guidelines|context|above)\b"
@@ -88,8 +89,28 @@ def lexical_support(sentence_tokens: set[str], span_tokens: set[str]) -> float:
     return len(sentence_tokens & span_tokens) / len(sentence_tokens)
 
 
-def support_score(cosine: float, lexical: float) -> float:
-    return COS_WEIGHT * float(cosine) + (1.0 - COS_WEIGHT) * float(lexical)
+def numbers_in(text: str) -> set[str]:
+    """Word tokens holding a digit ("2014", "5th", "1990s"): a sentence may not state numbers its span lacks."""
+    return {w for w in _WORD.findall(text.lower()) if any(c.isdigit() for c in w)}
+
+
+def support_score(cosine: float, lexical: float, missing_numbers: int = 0, weight: float | None = None) -> float:
+    w = COS_WEIGHT if weight is None else weight
+    return w * float(cosine) + (1.0 - w) * float(lexical) - (NUMBER_PENALTY if missing_numbers else 0.0)
+
+
+@dataclass
+class Claim:
+    """A generated sentence as the verifier sees it."""
+
+    text: str
+    tokens: set
+    numbers: set
+    vector: np.ndarray
+
+    def score(self, window: "Window", weight: float | None = None) -> float:
+        return support_score(float(self.vector @ window.vector), lexical_support(self.tokens, window.tokens),
+                             len(self.numbers - window.numbers), weight)
 
 
 def is_instruction(text: str) -> bool:
@@ -129,6 +150,7 @@ class Window:
     end: int
     text: str
     tokens: set
+    numbers: set
     vector: np.ndarray
     instruction: bool
 
@@ -163,23 +185,23 @@ def build_windows(hits: Sequence[Hit], embedder) -> list[list[Window]]:
                 v = sent_vecs[j:j + size].mean(axis=0)
                 v = v / (np.linalg.norm(v) or 1.0)
                 parts = [hit.text[x - hit.start:y - hit.start] for x, y in spans[j:j + size]]
-                windows.append(Window(p, a, b, text, content_tokens(text), v,
+                windows.append(Window(p, a, b, text, content_tokens(text), numbers_in(text), v,
                                       any(is_instruction(t) for t in parts)))
         out.append(windows)
     return out
 
 
-def best_window(sentence_tokens, sentence_vec, windows: Sequence[Window]):
+def best_window(claim: Claim, windows: Sequence[Window]):
     """(score, window) of the best-supporting window that is not an instruction; (0, None) if none."""
-    best, best_w = 0.0, None
+    best, best_w = float("-inf"), None
     for w in windows:
         if w.instruction:
             continue
-        s = support_score(float(sentence_vec @ w.vector), lexical_support(sentence_tokens, w.tokens))
+        s = claim.score(w)
         # prefer the shorter window on ties: a citation should be as narrow as the evidence
         if s > best + 1e-9:
             best, best_w = s, w
-    return best, best_w
+    return (best, best_w) if best_w is not None else (0.0, None)
 
 
 # ------------------------------------------------------------------------------------------ parsing
@@ -235,17 +257,27 @@ def _owner(spans, p):
 def verify(text: str, hits: Sequence[Hit], embedder, keep_unsupported: bool = False):
     """Check every sentence of a generated answer against the passages it cites.
 
+    For each sentence: markers that point at no passage are dropped; each remaining marker [n] is
+    mapped to the window (1 or 2 adjacent sentences) of passage n that supports the sentence best;
+    the sentence is supported when one cited window scores >= SUPPORT_THRESHOLD, or the cited
+    windows together do (a sentence that joins facts from two passages). Cited passages that add
+    nothing are dropped. A sentence with no supporting citation is given the best window of any
+    passage if that scores >= ADD_THRESHOLD, otherwise it is unsupported: removed from the shown
+    text (or kept and flagged with keep_unsupported) and listed in `dropped` with the reason.
+    Instruction-like spans ("ignore previous instructions ...") never count as support.
+
     Returns (sentences, citations, dropped, shown_text):
-      sentences  -- list[Sentence]: the shown sentences (all of them, flagged, if keep_unsupported)
+      sentences  -- list[Sentence] shown (unsupported ones too, supported=False, if keep_unsupported)
       citations  -- list[Citation], numbered 1..m in order of first use; each is an exact span of a
-                    passage (citation.text == document text[start:end])
+                    passage: citation.text == hit.text[start - hit.start:end - hit.start]
       dropped    -- list[dict]: removed sentences {"kind": "sentence", "text", "reason", "markers",
-                    "score"} and removed markers {"kind": "marker", "text", "marker", "reason"}
+                    "score", "injection"} and removed markers {"kind": "marker", "text", "marker", "reason"}
       shown_text -- the sentences with their renumbered [n] markers (before the final punctuation);
-                    unsupported kept sentences end with "[unsupported]"
+                    unsupported sentences that are kept end with "[unsupported]"
     """
     parsed, _ = parse_markers(text)
-    parsed = [(s.strip(), m) for s, m in parsed if s.strip()]
+    parsed = [(_LIST_ITEM.sub("", s).strip(), m) for s, m in parsed]
+    parsed = [(s, m) for s, m in parsed if s]
     dropped: list[dict] = []
     if not parsed:
         return [], [], dropped, ""
@@ -266,76 +298,85 @@ def verify(text: str, hits: Sequence[Hit], embedder, keep_unsupported: bool = Fa
             by_span[key] = n
         return by_span[key]
 
+    def drop_marker(stext, n, reason):
+        dropped.append({"kind": "marker", "text": stext, "marker": n, "reason": reason})
+
     sentences: list[Sentence] = []
     shown: list[str] = []
     for (stext, markers), vec in zip(parsed, vecs):
-        toks = content_tokens(stext)
-        valid = []
+        claim = Claim(stext, content_tokens(stext), numbers_in(stext), vec)
+        valid: list[int] = []
         for n in markers:
-            if 1 <= n <= len(hits):
-                if n not in valid:
-                    valid.append(n)
-            else:
-                dropped.append({"kind": "marker", "text": stext, "marker": n,
-                                "reason": f"[{n}] points at no passage (there are {len(hits)})"})
-        scored = []  # (score, window, marker)
+            if not 1 <= n <= len(hits):
+                drop_marker(stext, n, f"[{n}] points at no passage (there are {len(hits)})")
+            elif n not in valid:
+                valid.append(n)
+        scored = []  # (score, window, marker), best first
         for n in valid:
-            score, w = best_window(toks, vec, windows[n - 1])
-            scored.append((score, w, n))
-        supporting = [x for x in scored if x[1] is not None and x[0] >= SUPPORT_THRESHOLD]
-        reason, chosen = "", []
-        if supporting:
-            supporting.sort(key=lambda x: -x[0])
-            chosen = [supporting[0]] + [x for x in supporting[1:] if x[0] >= RELEVANT_THRESHOLD]
-            for score, w, n in scored:
+            score, w = best_window(claim, windows[n - 1])
+            if w is not None:
+                scored.append((score, w, n))
+        scored.sort(key=lambda x: -x[0])
+        chosen = [x for x in scored if x[0] >= SUPPORT_THRESHOLD]
+        if not chosen and len(scored) > 1 and _joint_score(claim, [w for _, w, _ in scored]) >= SUPPORT_THRESHOLD:
+            # together, not alone: keep each cited window whose removal would break the support
+            chosen = list(scored)
+            for x in list(scored):
+                rest = [y[1] for y in chosen if y is not x]
+                if rest and _joint_score(claim, rest) >= SUPPORT_THRESHOLD:
+                    chosen.remove(x)
+        if chosen:
+            for score, _, n in scored:
                 if all(n != c[2] for c in chosen):
-                    dropped.append({"kind": "marker", "text": stext, "marker": n,
-                                    "reason": f"passage [{n}] does not support the sentence (support {score:.2f})"})
+                    drop_marker(stext, n, f"passage [{n}] does not support the sentence (support {score:.2f})")
         else:
-            # cited nothing valid, or cited passages that do not support it: look everywhere
-            score, w = best_window(toks, vec, all_windows)
+            score, w = best_window(claim, all_windows)
             if w is not None and score >= ADD_THRESHOLD:
                 chosen = [(score, w, w.passage + 1)]
                 for s2, _, n in scored:
-                    dropped.append({"kind": "marker", "text": stext, "marker": n,
-                                    "reason": f"passage [{n}] does not support the sentence (support {s2:.2f}); "
-                                              f"cited passage [{w.passage + 1}] instead"})
-            else:
-                injected = bool(toks) and _only_instruction_support(toks, vec, all_windows)
-                if not toks:
-                    reason = "it states nothing that a passage could support"
-                elif not valid:
-                    reason = "no passage supports it and it cites none" if not markers else \
-                        "it cites only passages that do not exist"
-                else:
-                    best = max((x[0] for x in scored), default=0.0)
-                    cited = "".join(f"[{n}]" for n in valid)
-                    reason = f"not supported by the cited passage {cited} (support {best:.2f} < {SUPPORT_THRESHOLD:.2f})"
-                if injected:
-                    reason += "; the passage text it repeats is an instruction to the model, not a fact"
-                dropped.append({"kind": "sentence", "text": stext, "reason": reason, "markers": list(markers),
-                                "score": round(float(max([score] + [x[0] for x in scored])), 4),
-                                "injection": injected})
+                    drop_marker(stext, n, f"passage [{n}] does not support the sentence (support {s2:.2f}); "
+                                          f"passage [{w.passage + 1}] does")
         if chosen:
             numbers = [cite(w, s) for s, w, _ in chosen]
             sentences.append(Sentence(stext, numbers, True))
             shown.append(_with_markers(stext, numbers))
-        elif keep_unsupported:
-            numbers = []
-            for score, w, _ in scored:
-                if w is not None:
-                    numbers.append(cite(w, score))
+            continue
+        injected = bool(claim.tokens) and _instruction_support(claim, all_windows)
+        if not claim.tokens:
+            reason = "it states nothing a passage could support"
+        elif not valid:
+            reason = ("it cites no passage" if not markers else "it cites only passages that do not exist") + \
+                f", and no passage supports it enough to cite (best {max(score, 0.0):.2f} < {ADD_THRESHOLD:.2f})"
+        else:
+            best = max((x[0] for x in scored), default=0.0)
+            missing = sorted(claim.numbers - set().union(*(w.numbers for _, w, _ in scored))) if scored else []
+            reason = (f"the cited passage {''.join(f'[{n}]' for n in valid)} does not support it "
+                      f"(support {max(best, 0.0):.2f} < {SUPPORT_THRESHOLD:.2f})")
+            if missing:
+                reason += f"; the passage does not state {', '.join(missing)}"
+        if injected:
+            reason += "; the passage text it repeats is an instruction to the model, not a fact"
+        dropped.append({"kind": "sentence", "text": stext, "reason": reason, "markers": list(markers),
+                        "score": round(float(max([0.0, score] + [x[0] for x in scored])), 4), "injection": injected})
+        if keep_unsupported:
+            numbers = [cite(w, s) for s, w, _ in scored]
             sentences.append(Sentence(stext, numbers, False))
             shown.append(_with_markers(stext, numbers) + " [unsupported]")
     return sentences, citations, dropped, " ".join(shown)
 
 
-def _only_instruction_support(toks, vec, windows) -> bool:
-    """Would the sentence have been supported by an instruction span of this passage?"""
-    for w in windows:
-        if w.instruction and support_score(float(vec @ w.vector), lexical_support(toks, w.tokens)) >= SUPPORT_THRESHOLD:
-            return True
-    return False
+def _joint_score(claim: Claim, ws: Sequence[Window]) -> float:
+    """Support by several windows read together: union of their words and numbers, mean vector."""
+    v = np.mean([w.vector for w in ws], axis=0)
+    v = v / (np.linalg.norm(v) or 1.0)
+    toks = set().union(*(w.tokens for w in ws))
+    nums = set().union(*(w.numbers for w in ws))
+    return support_score(float(claim.vector @ v), lexical_support(claim.tokens, toks), len(claim.numbers - nums))
+
+
+def _instruction_support(claim: Claim, windows: Sequence[Window]) -> bool:
+    """Would the sentence have been supported by an instruction span? (a sign of prompt injection)"""
+    return any(w.instruction and claim.score(w) >= SUPPORT_THRESHOLD for w in windows)
 
 
 def _with_markers(text: str, numbers: list[int]) -> str:
@@ -387,8 +428,11 @@ def _history_messages(history) -> list[dict]:
     out: list[dict] = []
     for turn in history or []:
         if isinstance(turn, dict) and "role" in turn:
-            if turn.get("role") in ("user", "assistant") and turn.get("content"):
-                out.append({"role": turn["role"], "content": str(turn["content"])})
+            content = _text_of(turn.get("content"))
+            if turn.get("role") == "user" and content:
+                out.append({"role": "user", "content": content})
+            elif turn.get("role") == "assistant" and content:
+                out.append({"role": "assistant", "content": _MARKER.sub("", content)})
             continue
         if isinstance(turn, dict):
             q, a = turn.get("question"), turn.get("answer", turn.get("text"))
@@ -403,6 +447,13 @@ def _history_messages(history) -> list[dict]:
     # keep whole turns from the end
     keep = MAX_HISTORY_TURNS * 2
     return out[-keep:]
+
+
+def _text_of(content) -> str:
+    """Message content as text; gradio may hand over [{"type": "text", "text": ...}]."""
+    if isinstance(content, list):
+        content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content.strip() if isinstance(content, str) else ""
 
 
 # ------------------------------------------------------------------------------------------- client
@@ -621,5 +672,8 @@ def generate_answer(question: str, hits: list[Hit], settings: Settings, embedder
 
 
 def _is_abstention(raw: str) -> bool:
-    t = " ".join(_MARKER.sub("", raw).split()).strip().lower().rstrip(".")
-    return t == ABSTAIN_PHRASE.lower().rstrip(".") or t in ("i don't know", "i do not know")
+    """The model said the passages hold no answer (the reply it was told to give), and nothing else."""
+    def norm(t):
+        t = _MARKER.sub("", t).replace("’", "'").strip().strip('"“”').lower()
+        return " ".join(t.split()).rstrip(".! ")
+    return norm(raw) in {norm(ABSTAIN_PHRASE), "i don't know", "i do not know"}

@@ -178,11 +178,25 @@ def served(tmp_path_factory, embedder, browser):
 def page(browser, served):
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
-    page.set_default_timeout(120_000)  # an upper bound for slow shared machines, not a speed check
+    page.set_default_timeout(20_000)  # for what is already on the page; slow steps say their own bound
     page.goto(served[0])
-    page.wait_for_selector("#rag-status b")  # the status line shows counts once the index is ready
+    wait_until_idle(page)
     yield page
     context.close()
+
+
+SLOW = 180_000  # upper bound for model loading, indexing and answering on a busy machine: not a speed check
+
+
+def wait_until_idle(page):
+    """The status line shows counts and no indexing job is running."""
+    page.wait_for_function(
+        """() => {
+            const s = document.querySelector('#rag-status .rag-status');
+            return s && s.querySelector('b') && !s.querySelector('.rag-spin');
+        }""",
+        timeout=SLOW,
+    )
 
 
 def shot(page, name):
@@ -204,6 +218,7 @@ def ask(page, question):
             return bots.length === turn && bots[turn - 1].querySelector('.rag-error') !== null;
         }""",
         arg=turn,
+        timeout=SLOW,
     )
     bubble = bots.nth(turn - 1)
     assert bubble.locator(".rag-error").count() == 0, bubble.inner_text()
@@ -221,6 +236,7 @@ def test_ask_see_marker_and_highlighted_sentence(page, served):
     n = marker.inner_text().strip("[]")
     source = page.locator(f"#src-{n}")
     expect(source).to_contain_text("putin-diplomacy.txt")
+    assert source.locator("mark").count() == 1, "the cited sentence is not highlighted"
     cited = source.locator("mark").inner_text()
     assert "five U.S. presidents" in cited
     # the header's character range points at exactly that sentence in the file
@@ -260,7 +276,14 @@ def upload(page, files):
     with page.expect_file_chooser() as chooser:
         page.click("#rag-upload")
     chooser.value.set_files([str(f) for f in files])
-    page.wait_for_selector("#rag-upload-log .rag-report")
+    page.wait_for_function(  # this upload's report: it names every file
+        """(names) => {
+            const r = document.querySelector('#rag-upload-log .rag-report');
+            return r && names.every((n) => r.innerText.includes(n));
+        }""",
+        arg=[Path(f).name for f in files],
+        timeout=SLOW,
+    )
 
 
 def test_upload_a_file_then_ask_about_it_and_a_broken_pdf_is_reported(page, served, tmp_path):

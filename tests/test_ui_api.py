@@ -177,3 +177,48 @@ def test_upload_handler_rejects_bad_types_and_sizes_and_keeps_the_index(served, 
         assert not (app.corpus_dir / name).exists(), name
     assert app.index.status()["documents"] == before + 1
     assert "broken.pdf" not in status  # a file taken back out of the corpus is not listed as failing
+
+
+def make_pdf(pages: list[list[str]]) -> bytes:
+    """A small valid PDF with a text layer: one list of lines per page (Helvetica, ASCII)."""
+    n = len(pages)
+    objs = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{' '.join(f'{3 + 2 * i} 0 R' for i in range(n))}] /Count {n} >>",
+    ]
+    font = 3 + 2 * n
+    for i, lines in enumerate(pages):
+        stream = "BT /F1 12 Tf 72 720 Td " + "".join(f"({line}) Tj 0 -16 Td " for line in lines) + "ET"
+        objs.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+                    f"/Resources << /Font << /F1 {font} 0 R >> >> /Contents {4 + 2 * i} 0 R >>")
+        objs.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
+    objs.append("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    out, offsets = b"%PDF-1.4\n", []
+    for i, obj in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n{obj}\nendobj\n".encode()
+    xref = len(out)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return out
+
+
+def test_a_pdf_answer_names_its_page_and_links_to_it(served, client, tmp_path):
+    from rag.load import load_file
+
+    _, app = served
+    pdf = tmp_path / "bridges.pdf"
+    pdf.write_bytes(make_pdf([["Page one is about the weather in Oslo."],
+                              ["The Quillfeather bridge was opened in 1911.", "It spans the river Tamsin."]]))
+    *_, (log, _) = list(app.upload([str(pdf)]))
+    assert "bridges.pdf</b> indexed" in log
+    answer = client.predict("When was the Quillfeather bridge opened?", api_name="/ask")
+    assert not answer["abstained"], answer["text"]
+    c = answer["citations"][0]
+    assert (c["source"], c["page"]) == ("bridges.pdf", 2)
+    pages = {d.page: d.text for d in load_file(app.corpus_dir / "bridges.pdf", app.corpus_dir)}
+    assert pages[2][c["start"] : c["end"]] == c["text"] and "1911" in c["text"]
+    html = ui.render_sources(answer, file_url=app.file_url)
+    assert "page 2" in html
+    assert 'bridges.pdf#page=2" target="_blank"' in html

@@ -1,0 +1,59 @@
+"""Gather bench/results/*.md into docs/BENCHMARKS.md, under a header naming the machine and the date.
+
+    .venv/bin/python bench/report.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from common import RESULTS, ROOT  # noqa: E402
+
+OUT = ROOT / "docs" / "BENCHMARKS.md"
+
+# result file -> how to reproduce it (files not listed are included too, after these, in name order)
+HOW = {
+    "ingest.md": "`.venv/bin/python bench/ingest.py` (`--limit N` for the first N docs)",
+    "retrieval.md": "`.venv/bin/python bench/retrieval.py --only scifact` "
+                    "(`--chunk-sizes 128,200,256` to re-compare chunk sizes; each size embeds the corpus once)",
+    "faiss.md": "`.venv/bin/python bench/retrieval.py --only faiss` (synthetic vectors, no data needed)",
+    "answers.md": "`.venv/bin/python bench/answers.py`",
+    "citations.md": "`.venv/bin/python bench/answers.py`",
+    "calibration.md": "`.venv/bin/python bench/calibrate_support.py`",
+}
+
+
+def main() -> int:
+    files = sorted(RESULTS.glob("*.md"), key=lambda p: (list(HOW).index(p.name) if p.name in HOW else len(HOW), p.name))
+    if not files:
+        print(f"no results in {RESULTS.relative_to(ROOT)}; run make bench first")
+        return 1
+    parts = [
+        "# Benchmarks\n",
+        f"Machine: {common.machine_line()}. Generated {common.today()} by `bench/report.py` from bench/results/*.md; "
+        "each section below carries the date and load of its own run. `make bench` runs bench/ingest.py, "
+        "bench/retrieval.py and bench/answers.py. The SciFact data (CC BY-NC) is read from ../shared/bench-data "
+        "and never copied into this repo; built indexes are cached in bench/.cache/.\n",
+    ]
+    for f in files:
+        lines = _demote(f.read_text().strip()).splitlines()
+        how = f"Reproduce: {HOW.get(f.name, f'see bench/results/{f.name}')}"
+        head = 1 if lines and lines[0].startswith("#") else 0
+        parts.append(f"<!-- from bench/results/{f.name} -->")
+        parts.append("\n".join(lines[:head] + ["", how] + lines[head:]) + "\n")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text("\n".join(parts))
+    print(f"wrote {OUT.relative_to(ROOT)} from {len(files)} result files")
+    return 0
+
+
+def _demote(text: str) -> str:
+    """A result file's own top heading (#) becomes ## so the document keeps one title."""
+    return "\n".join("#" + line if line.startswith("# ") else line for line in text.splitlines())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -141,6 +141,17 @@ def test_status_line():
     assert "indexing uploads: embedding 3/9" in busy
 
 
+def test_command_line_options(monkeypatch):
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    args = ui.parse_args([])
+    assert (args.host, args.port, args.share, args.index, args.corpus) == ("127.0.0.1", 7860, False, None, None)
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "8123")
+    assert ui.parse_args([]).port == 8123
+    args = ui.parse_args(["--index", "i", "--corpus", "c", "--host", "0.0.0.0", "--port", "9000", "--share"])
+    assert (args.index, args.corpus, args.host, args.port, args.share) == ("i", "c", "0.0.0.0", 9000, True)
+
+
 # ---- the page in a browser ------------------------------------------------------------------
 
 

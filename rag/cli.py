@@ -210,11 +210,10 @@ def cmd_chat(args, settings: Settings) -> int:
     ui = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ui)
     argv = []
-    for flag, value in (("--index", settings.index_dir), ("--corpus", settings.corpus_dir),
-                        ("--host", args.host), ("--port", args.port)):
+    for flag, value in (("--host", args.host), ("--port", args.port)):
         if value is not None:
             argv += [flag, str(value)]
-    return ui.main(argv) or EXIT_OK
+    return ui.main(argv, settings=settings) or EXIT_OK
 
 
 COMMANDS = {"index": cmd_index, "status": cmd_status, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat}

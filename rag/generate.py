@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -60,13 +61,16 @@ _MARKER = re.compile(
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•]+|\d{1,2}[.)]|[a-z][.)])\s+|^#+\s*")  # "1. ", "- ", "a) ", "## "
 # Text written to the model, not about the world: never accepted as support for a generated sentence.
 _INJECTION = re.compile(
-    r"\b(?:ignore|disregard|forget|override)\b[^.!?\n]{0,40}\b(?:instructions?|prompts?|rules|directions|guidelines|context|above)\b"
+    r"\b(?:ignore|disregard|forget|override)\s+(?:(?:all|any|the|your|my|of|these|those)\s+)*"
+    r"(?:(?:previous|prior|above|earlier|preceding|former|original|system)\s+"
+    r"(?:instructions?|prompts?|directions|guidelines|rules|messages?|context)|instructions?|prompts?|above\b)"
     r"|\b(?:system|developer)\s+(?:prompt|message|instructions?)\b"
-    r"|\byou\s+(?:are\s+now|must\s+now|will\s+now|should\s+now)\b"
+    r"|\byou\s+(?:are|must|will|should)\s+now\b"
     r"|\b(?:new|updated|real)\s+instructions?\b"
     r"|\b(?:tell|inform)\s+the\s+(?:user|reader)\b"
-    r"|\b(?:as\s+an?\s+(?:ai|assistant|language\s+model))\b"
-    r"|\b(?:answer|reply|respond|say|write|output|print)\b[^.!?\n]{0,30}\b(?:instead|only\s+with|exactly)\b",
+    r"|\bas\s+an?\s+(?:ai|assistant|language\s+model)\b"
+    r"|\b(?:answer|reply|respond|say|write|output|print)\b[^.!?\n]{0,30}\binstead\b"
+    r"|\b(?:reply|respond|answer)\s+only\s+with\b",
     re.IGNORECASE,
 )
 
@@ -83,7 +87,7 @@ def content_tokens(text: str) -> set[str]:
 
 
 def lexical_support(sentence_tokens: set[str], span_tokens: set[str]) -> float:
-    """Share of the sentence's content tokens found in the span (1.0 when it has none: no evidence)."""
+    """Share of the sentence's content tokens found in the span (0 when it has none: nothing to check)."""
     if not sentence_tokens:
         return 0.0
     return len(sentence_tokens & span_tokens) / len(sentence_tokens)
@@ -118,27 +122,32 @@ def is_instruction(text: str) -> bool:
     return bool(_INJECTION.search(text))
 
 
-_CACHE: "OrderedDict[tuple[int, str], np.ndarray]" = OrderedDict()
+_CACHE: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
 _CACHE_SIZE = 8192
+_CACHE_LOCK = threading.Lock()
 
 
 def _encode(embedder, texts: Sequence[str]) -> np.ndarray:
     """Normalized vectors, with a per-process cache: the same passages come back turn after turn."""
-    key_base = id(embedder)
-    missing = [t for t in dict.fromkeys(texts) if (key_base, t) not in _CACHE]
+    model = (getattr(embedder, "name", None) or id(embedder),)
+    with _CACHE_LOCK:
+        found = {t: _CACHE[model + (t,)] for t in dict.fromkeys(texts) if model + (t,) in _CACHE}
+    missing = [t for t in dict.fromkeys(texts) if t not in found]
     if missing:
         vecs = embedder.encode(missing)
-        for t, v in zip(missing, vecs):
-            _CACHE[(key_base, t)] = v
-            if len(_CACHE) > _CACHE_SIZE:
-                _CACHE.popitem(last=False)
-    out = []
-    for t in texts:
-        v = _CACHE[(key_base, t)]
-        _CACHE.move_to_end((key_base, t))
-        out.append(v)
-    dim = getattr(embedder, "dim", 0)
-    return np.stack(out) if out else np.zeros((0, dim), dtype=np.float32)
+        with _CACHE_LOCK:
+            for t, v in zip(missing, vecs):
+                found[t] = v
+                _CACHE[model + (t,)] = v
+                while len(_CACHE) > _CACHE_SIZE:
+                    _CACHE.popitem(last=False)
+    with _CACHE_LOCK:
+        for t in found:
+            if model + (t,) in _CACHE:
+                _CACHE.move_to_end(model + (t,))
+    if not texts:
+        return np.zeros((0, getattr(embedder, "dim", 0)), dtype=np.float32)
+    return np.stack([found[t] for t in texts])
 
 
 @dataclass
@@ -382,8 +391,9 @@ def _instruction_support(claim: Claim, windows: Sequence[Window]) -> bool:
 def _with_markers(text: str, numbers: list[int]) -> str:
     if not numbers:
         return text
+    """Markers before the final punctuation ("... Xi [1]."), after a closing quote or bracket."""
     marks = "".join(f"[{n}]" for n in dict.fromkeys(numbers))
-    m = re.search(r"[.!?…]+[\"'”’)\]]*$", text)
+    m = re.search(r"[.!?…]+$", text)
     if m:
         return f"{text[:m.start()].rstrip()} {marks}{text[m.start():]}"
     return f"{text} {marks}"

@@ -124,13 +124,8 @@ def answer_statements(answer) -> list[tuple[str, list[str]]]:
 
 def raw_statements(raw: str, hits: list[Hit]) -> list[tuple[str, list[str | None]]]:
     """The unverified model reply: its sentences, each with the whole passages its markers name."""
-    parsed, _ = generate.parse_markers(raw)
-    out = []
-    for text, marks in parsed:
-        text = generate._LIST_ITEM.sub("", text).strip()
-        if text:
-            out.append((text, [hits[n - 1].text if 1 <= n <= len(hits) else None for n in marks]))
-    return out
+    return [(text, [hits[n - 1].text if 1 <= n <= len(hits) else None for n in marks])
+            for text, marks in generate.reply_sentences(raw)]
 
 
 def norm(s: str) -> str:

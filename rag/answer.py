@@ -68,11 +68,14 @@ _default_lock = threading.Lock()
 class Tuning:
     """The extractive answerer's knobs, chosen on XQuAD articles 0-23 (bench/answers.py --tune)."""
 
-    lexical_weight: float = 0.3  # weight of question-word overlap beside embedding similarity
-    second_margin: float = 0.08  # a second sentence is cited only if it scores this close to the best
+    lexical_weight: float = 0.5  # weight of the idf-weighted question-word overlap beside embedding similarity
+    passage_penalty: float = 0.15  # subtracted from sentences outside the top-ranked passage
+    answer_type_weight: float = 0.1  # bonus for a number ("how many"), a date ("when"), a name ("who")
+    second_margin: float = 0.4  # further sentences are cited only if they score this close to the best
     max_sentences: int = 2
-    duplicate_cosine: float = 0.9  # sentences this similar to one already cited are left out
-    abstain_below: float = 0.35  # best sentence score under which the answer abstains
+    duplicate_cosine: float = 0.8  # sentences this similar to one already cited are left out
+    embed_top: int = 6  # only this many sentences, the best by the cheap (lexical, rank) score, are embedded
+    abstain_below: float = 0.52  # best sentence score under which the answer abstains
 
 
 TUNING = Tuning()
@@ -185,18 +188,55 @@ def candidate_sentences(hits: list[Hit]) -> list[tuple[int, int, int, str]]:
 
 
 def extract(question: str, resolved: str, hits: list[Hit], query_vector, embedder, tuning: Tuning) -> Answer:
-    """Cite the one or two sentences that best answer the question, or abstain."""
+    """Cite the one to few sentences that best answer the question, or abstain.
+
+    A sentence scores its cosine to the question, plus the idf-weighted share of the question's words
+    it holds (idf over the candidate sentences), plus a bonus when it holds the kind of thing asked for,
+    minus a penalty outside the top passage. Only the best `embed_top` sentences by the cheap part of
+    the score are embedded: sentence embedding is most of the time an answer takes.
+    """
+    import math
+
     candidates = candidate_sentences(hits)
     if not candidates:
         return Answer(question, ABSTAIN_TEXT, True, passages=hits)
-    vectors = embedder.encode([c[3] for c in candidates])
-    cosine = vectors @ query_vector
     q_words = {_stem(w) for w in keywords(resolved)}
-    scores = []
-    for (p, a, b, text), cos in zip(candidates, cosine):
-        overlap = len(q_words & {_stem(w) for w in _words(text)}) / len(q_words) if q_words else 0.0
-        scores.append(float(cos) + tuning.lexical_weight * overlap)
-    order = sorted(range(len(candidates)), key=lambda i: -scores[i])
+    s_words = [{_stem(w) for w in _words(c[3])} for c in candidates]
+    n = len(candidates)
+    idf = {w: math.log((n + 1) / (sum(w in s for s in s_words) + 0.5)) for w in q_words}
+    total_idf = sum(idf.values())
+    # what the question asks for: a number, a date, a name
+    q_low = resolved.lower()
+    wants_number = re.search(r"\bhow (many|much|long|old|far|large|big|tall|often|high|fast)\b"
+                             r"|\bwhat (percentage|percent|proportion|number|amount)\b", q_low)
+    wants_date = re.search(r"\bwhen\b|\b(what|which|in what|in which) (year|century|decade|date|month|day)\b", q_low)
+    wants_name = re.search(r"\b(who|whom|whose)\b", q_low)
+    q_all = set(_words(resolved))
+
+    def holds_answer_type(text: str) -> bool:
+        if wants_number and re.search(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+                                      r"twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen|half)\b",
+                                      text, re.I):
+            return True
+        if wants_date and re.search(r"\b(1\d{3}|20\d\d|\d{1,4}s|\d{1,2}(st|nd|rd|th) century|January|February|"
+                                    r"March|April|May|June|July|August|September|October|November|December)\b", text):
+            return True
+        return bool(wants_name) and any(m.group(0).lower() not in q_all
+                                        for m in re.finditer(r"\b[A-Z][a-z]+", text[1:]))
+
+    cheap = []
+    for (p, a, b, text), words in zip(candidates, s_words):
+        overlap = sum(idf[w] for w in q_words & words) / total_idf if total_idf else 0.0
+        score = tuning.lexical_weight * overlap - (tuning.passage_penalty if p > 0 else 0.0)
+        if tuning.answer_type_weight and holds_answer_type(text):
+            score += tuning.answer_type_weight
+        cheap.append(score)
+    keep = sorted(range(n), key=lambda i: -cheap[i])[:max(1, tuning.embed_top)]
+    vectors = embedder.encode([candidates[i][3] for i in keep])
+    cosine = vectors @ query_vector
+    scores = {i: cheap[i] + float(cos) for i, cos in zip(keep, cosine)}
+    vector_of = dict(zip(keep, vectors))
+    order = sorted(keep, key=lambda i: -scores[i])
     best = order[0]
     if scores[best] < tuning.abstain_below:
         return Answer(question, ABSTAIN_TEXT, True, passages=hits)
@@ -204,7 +244,7 @@ def extract(question: str, resolved: str, hits: list[Hit], query_vector, embedde
     for i in order[1:]:
         if len(chosen) >= tuning.max_sentences or scores[i] < scores[best] - tuning.second_margin:
             break
-        if all(float(vectors[i] @ vectors[j]) < tuning.duplicate_cosine for j in chosen):
+        if all(float(vector_of[i] @ vector_of[j]) < tuning.duplicate_cosine for j in chosen):
             chosen.append(i)
     citations, sentences = [], []
     for n, i in enumerate(chosen, 1):

@@ -67,7 +67,11 @@ class Embedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-@functools.lru_cache(maxsize=4)
 def get_embedder(name: str = DEFAULT_MODEL) -> Embedder:
     """One model per process: loading it costs seconds, so everything shares it."""
+    return _cached_embedder(name)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_embedder(name: str) -> Embedder:
     return Embedder(name)

@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from . import retrieve
 from .chunk import CHUNKER_VERSION, chunk_document
@@ -39,6 +39,29 @@ class IngestReport:
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+class _Part(NamedTuple):
+    """A file's chunked documents, or a slice of them when the file is bigger than one batch."""
+
+    path: str  # absolute
+    source: str
+    digest: str
+    size: int
+    chunked: list  # [(Document, [Chunk, ...]), ...]
+    first: bool
+    last: bool
+
+
+def _parts(part: _Part, limit: int):
+    """Slice a big file (a JSONL corpus, a long PDF) into parts of about `limit` chunks."""
+    start, count = 0, 0
+    for i, (_, chunks) in enumerate(part.chunked):
+        count += len(chunks)
+        if count >= limit and i + 1 < len(part.chunked):
+            yield part._replace(chunked=part.chunked[start:i + 1], first=start == 0, last=False)
+            start, count = i + 1, 0
+    yield part._replace(chunked=part.chunked[start:], first=start == 0, last=True)
 
 
 class Index:
@@ -138,7 +161,7 @@ class Index:
                 files += found
                 report.skipped += [str(s) for s in skipped]
             known = self.store.file_hashes()
-            seen, pending, pending_chunks = set(), [], 0
+            seen, pending, pending_chunks, vectors = set(), [], 0, {}
             changed = False
             try:
                 for n, (path, root) in enumerate(files):
@@ -148,13 +171,18 @@ class Index:
                     loaded = self._load(path, root, abspath, known, report)
                     if loaded is None:
                         continue
-                    pending.append(loaded)
-                    pending_chunks += sum(len(chunks) for _, chunks in loaded[4])
-                    if pending_chunks >= BATCH_CHUNKS:
-                        changed |= self._commit(pending, report, progress)
-                        pending, pending_chunks = [], 0
+                    # Look up stored vectors before any part is written: writing the first part
+                    # removes the file's old chunks, whose vectors the later parts may reuse.
+                    vectors.update(self.store.vectors_for(
+                        {self._embed_hash(c) for _, chunks in loaded.chunked for c in chunks}))
+                    for part in _parts(loaded, BATCH_CHUNKS):
+                        pending.append(part)
+                        pending_chunks += sum(len(chunks) for _, chunks in part.chunked)
+                        if pending_chunks >= BATCH_CHUNKS:
+                            changed |= self._commit(pending, vectors, report, progress)
+                            pending, pending_chunks = [], 0
                 progress("reading", len(files), len(files))
-                changed |= self._commit(pending, report, progress)
+                changed |= self._commit(pending, vectors, report, progress)
                 roots = [str(p.resolve()) + os.sep for p in paths if p.is_dir()]
                 if prune:
                     changed |= self._prune(roots, seen, report)
@@ -195,17 +223,21 @@ class Index:
         e = self.embedder
         chunked = [(d, chunk_document(d, e.count_tokens, self.settings.chunk_tokens,
                                       self.settings.overlap_tokens, e.max_tokens)) for d in docs]
-        source = docs[0].source
-        return abspath, source, digest, len(data), chunked
+        return _Part(abspath, docs[0].source, digest, len(data), chunked, True, True)
 
-    def _commit(self, pending, report: IngestReport, progress: Progress) -> bool:
-        """Embed what is new, then write these files in one transaction."""
+    def _embed_hash(self, chunk) -> str:
+        return hashlib.sha1(f"{self.settings.model}\x00{chunk.embed_text}".encode()).hexdigest()
+
+    def _commit(self, pending: list["_Part"], vectors: dict, report: IngestReport, progress: Progress) -> bool:
+        """Embed what is new, then write these (parts of) files in one transaction.
+
+        A file too big for one batch is written in several; its hash is recorded with the last, so
+        an interrupted run reads it again and finds the vectors of the parts already written.
+        """
         if not pending:
             return False
-        model = self.settings.model
-        all_chunks = [c for *_, chunked in pending for _, chunks in chunked for c in chunks]
-        hashes = [hashlib.sha1(f"{model}\x00{c.embed_text}".encode()).hexdigest() for c in all_chunks]
-        vectors = self.store.vectors_for(set(hashes))
+        all_chunks = [c for part in pending for _, chunks in part.chunked for c in chunks]
+        hashes = [self._embed_hash(c) for c in all_chunks]
         todo = sorted({h: c for h, c in zip(hashes, all_chunks) if h not in vectors}.items())
         step = max(self.settings.batch_size * 4, 1)
         for i in range(0, len(todo), step):
@@ -218,14 +250,21 @@ class Index:
         it = iter(zip(all_chunks, hashes))
         now = time.time()
         with self.store.transaction() as db:
-            for abspath, source, digest, size, chunked in pending:
-                self.store.remove_file(db, abspath)
+            for part in pending:
+                if part.first:
+                    self.store.remove_file(db, part.path)
+                    self.store.insert_file(db, part.path, part.source, part.digest if part.last else "", part.size, now)
+                elif part.last:
+                    self.store.set_file_hash(db, part.path, part.digest)
                 documents = [(doc, [(c, vectors[h], h) for c, h in (next(it) for _ in chunks)])
-                             for doc, chunks in chunked]
-                self.store.insert_file(db, abspath, source, digest, size, now, documents)
-                report.added.append(source)
+                             for doc, chunks in part.chunked]
+                self.store.insert_documents(db, part.path, documents)
+                if part.last:
+                    report.added.append(part.source)
             self.store.bump_generation(db)
         report.chunks += len(all_chunks)
+        for h in hashes:  # written: later files find them in the store, and memory stays flat
+            vectors.pop(h, None)
         return True
 
     def _prune(self, roots, seen, report) -> bool:

@@ -121,9 +121,14 @@ class Store:
         db.execute("DELETE FROM files WHERE path = ?", (path,))  # cascades to documents and chunks
         return len(ids)
 
-    def insert_file(self, db, path, source, hash_, size, now, documents) -> None:
-        """`documents` is a list of (Document, [(Chunk, vector, embed_hash), ...])."""
+    def insert_file(self, db, path, source, hash_, size, now) -> None:
         db.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?)", (path, source, hash_, size, now))
+
+    def set_file_hash(self, db, path, hash_) -> None:
+        db.execute("UPDATE files SET hash = ? WHERE path = ?", (hash_, path))
+
+    def insert_documents(self, db, path, documents) -> None:
+        """`documents` is a list of (Document, [(Chunk, vector, embed_hash), ...])."""
         for doc, chunks in documents:
             doc_row = db.execute(
                 "INSERT INTO documents (path, source, doc_id, page, title, text) VALUES (?, ?, ?, ?, ?, ?)",

@@ -228,3 +228,37 @@ def test_kill_9_during_indexing_leaves_a_loadable_index(settings, corpus, tmp_pa
     resumed = after.add([big])
     assert resumed.ok and len(resumed.added) + resumed.unchanged == 600
     assert_consistent(after)
+
+
+def test_big_file_is_committed_in_parts_and_an_interrupted_run_resumes(settings, tmp_path, monkeypatch, embedder):
+    import rag.index
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    sentences = CORPUS_FILE.read_text("utf-8").split(". ")
+    with open(folder / "corpus.jsonl", "w") as f:
+        for i in range(40):
+            f.write(json.dumps({"_id": f"d{i}", "title": f"Record {i}", "text": sentences[i % len(sentences)] + "."}) + "\n")
+    monkeypatch.setattr(rag.index, "BATCH_CHUNKS", 8)
+    real_encode, calls = embedder.encode, []
+
+    def encode_then_interrupt(texts, *args, **kwargs):
+        calls.append(len(texts))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_encode(texts, *args, **kwargs)
+
+    monkeypatch.setattr(embedder, "encode", encode_then_interrupt)
+    index = Index.open(settings=settings)
+    with pytest.raises(KeyboardInterrupt):
+        index.add([folder])
+    partial = index.status()
+    assert 0 < partial["documents"] < 40  # two parts were committed before the interrupt
+    assert_consistent(Index.open(settings=settings))
+    monkeypatch.setattr(embedder, "encode", real_encode)
+    resumed = index.add([folder])
+    assert resumed.added == ["corpus.jsonl"] and index.status()["documents"] == 40
+    assert resumed.embedded == resumed.chunks - partial["chunks"]  # the committed parts kept their vectors
+    assert index.add([folder]).unchanged == 1
+    assert_exact(index)
+    assert_consistent(index)

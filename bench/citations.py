@@ -24,12 +24,13 @@ verified generative answer keeps only what this same check accepted, so both sco
 construction; the informative rows are the raw model reply and the gold-answer column.
 Abstentions are counted apart and left out of the citation averages.
 
-Usage:  .venv/bin/python bench/citations.py [--limit N] [--gen-limit N] [--llm-url URL | --start-server]
+Usage:  .venv/bin/python bench/citations.py [--limit N] [--gen-limit N] [--llm-url URL | --start-server | --replay F]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -166,42 +167,73 @@ def run_extractive(index, qs, judge, log) -> list[dict]:
     return rows
 
 
-def run_generative(index, qs, judge, url, key, timeout, max_tokens, log):
+def score_generation(q, hits, raw, secs, judge, embedder):
+    """(raw row, verified row) for one model reply: ALCE scores before and after verification."""
+    rs = raw_statements(raw, hits)
+    r, p, _ = alce_scores(rs, judge)
+    raw_abstained = generate._is_abstention(raw) or not rs
+    raw_row = {"abstained": raw_abstained, "sentences": len(rs), "recall": r, "precision": p,
+               "gold": (not raw_abstained) and has_gold(raw, q), "seconds": secs, "raw_sentences": len(rs)}
+    a = generate.answer_from_reply(q.text, raw, hits, embedder)
+    st = answer_statements(a)
+    r, p, _ = alce_scores(st, judge)
+    unmarked = {text for text, refs in rs if not refs}
+    ver_row = {"abstained": a.abstained, "sentences": len(st), "recall": r, "precision": p,
+               "gold": (not a.abstained) and has_gold(a.text, q), "seconds": secs,
+               "dropped": sum(1 for d in a.dropped if d["kind"] == "sentence"),
+               "added": sum(1 for s in a.sentences if s.supported and s.text in unmarked)}
+    return raw_row, ver_row, a
+
+
+def failed_row(secs):
+    return {"abstained": True, "sentences": 0, "recall": 0, "precision": 0, "gold": False, "seconds": secs,
+            "fallback": 1}
+
+
+def run_generative(index, qs, judge, url, key, timeout, max_tokens, log, save):
+    """Ask the server through generate_answer (streaming); the raw reply is what on_token received."""
     settings = index.settings.replace(llm_url=url, llm_api_key=key or None, llm_timeout=timeout)
-    verified, raw_rows = [], []
-    for i, q in enumerate(qs):
-        hits = search(index, q.text, settings.k, settings.mode)
-        tokens: list[str] = []
-        t = time.perf_counter()
-        try:
-            a = generate.generate_answer(q.text, hits, settings, index.embedder, on_token=tokens.append,
+    raw_rows, verified = [], []
+    Path(save).parent.mkdir(parents=True, exist_ok=True)
+    with open(save, "w", encoding="utf-8") as out:
+        for i, q in enumerate(qs):
+            hits = search(index, q.text, settings.k, settings.mode)
+            tokens: list[str] = []
+            t = time.perf_counter()
+            try:
+                generate.generate_answer(q.text, hits, settings, index.embedder, on_token=tokens.append,
                                          max_tokens=max_tokens)
-        except LLMError as e:
-            log(f"  [{i + 1}] LLMError: {e}")
+            except LLMError as e:
+                log(f"  [{i + 1}] LLMError: {e}")
+                raw_rows.append(failed_row(time.perf_counter() - t))
+                verified.append(failed_row(time.perf_counter() - t))
+                continue
             secs = time.perf_counter() - t
-            row = {"abstained": True, "sentences": 0, "recall": 0, "precision": 0, "gold": False,
-                   "seconds": secs, "fallback": 1}
-            verified.append(row)
-            raw_rows.append(dict(row))
-            continue
-        secs = time.perf_counter() - t
-        raw = "".join(tokens)
-        rs = raw_statements(raw, hits)
-        r, p, _ = alce_scores(rs, judge)
-        raw_abstained = generate._is_abstention(raw) or not rs
-        raw_rows.append({"abstained": raw_abstained, "sentences": len(rs), "recall": r, "precision": p,
-                         "gold": (not raw_abstained) and has_gold(raw, q), "seconds": secs,
-                         "raw_sentences": len(rs)})
-        st = answer_statements(a)
-        r, p, _ = alce_scores(st, judge)
-        dropped = sum(1 for d in a.dropped if d["kind"] == "sentence")
-        unmarked = {text for text, refs in rs if not refs}
-        added = sum(1 for s in a.sentences if s.supported and s.text in unmarked)
-        verified.append({"abstained": a.abstained, "sentences": len(st), "recall": r, "precision": p,
-                         "gold": (not a.abstained) and has_gold(a.text, q), "seconds": secs,
-                         "dropped": dropped, "added": added})
-        log(f"  [{i + 1}/{len(qs)}] {secs:.0f}s raw: {raw[:100]!r} -> shown: {a.text[:100]!r}")
+            raw = "".join(tokens)
+            out.write(json.dumps({"qid": q.qid, "raw": raw, "seconds": secs,
+                                  "hits": [h.to_dict() for h in hits]}, ensure_ascii=False) + "\n")
+            out.flush()
+            rr, vr, a = score_generation(q, hits, raw, secs, judge, index.embedder)
+            raw_rows.append(rr)
+            verified.append(vr)
+            log(f"  [{i + 1}/{len(qs)}] {secs:.0f}s raw: {raw[:100]!r} -> shown: {a.text[:100]!r}")
     return raw_rows, verified
+
+
+def replay_generative(path, qs, judge, embedder, log):
+    """Re-verify saved replies (--replay): the verifier can change without asking the model again."""
+    by_id = {q.qid: q for q in qs}
+    raw_rows, verified, asked = [], [], []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        q = by_id[rec["qid"]]
+        hits = [Hit(**{**h, "sentences": [tuple(x) for x in h["sentences"]]}) for h in rec["hits"]]
+        rr, vr, _ = score_generation(q, hits, rec["raw"], rec["seconds"], judge, embedder)
+        raw_rows.append(rr)
+        verified.append(vr)
+        asked.append(q)
+    log(f"replayed {len(asked)} saved replies from {path}")
+    return raw_rows, verified, asked
 
 
 def start_server(log):
@@ -260,6 +292,10 @@ def main(argv=None) -> int:
     ap.add_argument("--start-server", action="store_true", help="start SmolLM2-135M (llama.cpp) on loopback")
     ap.add_argument("--llm-timeout", type=float, default=600.0)
     ap.add_argument("--max-tokens", type=int, default=120)
+    ap.add_argument("--save-raw", default=str(ROOT / "bench" / "results" / "citations-raw.jsonl"),
+                    help="where the model's replies and their hits are saved (for --replay)")
+    ap.add_argument("--no-extractive", action="store_true", help="skip the extractive row over --limit questions")
+    ap.add_argument("--replay", help="re-verify replies saved by an earlier run instead of asking a server")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
     log = lambda m: print(m, flush=True)  # noqa: E731
@@ -274,40 +310,46 @@ def main(argv=None) -> int:
     ext_qs = spread(qs, args.limit) if args.limit else qs
     load0 = os.getloadavg()[0]
 
-    t = time.perf_counter()
-    log(f"extractive: {len(ext_qs)} questions")
-    ext = summarize("extractive (rag.ask)", run_extractive(index, ext_qs, judge, log))
-    log(f"  done in {time.perf_counter() - t:.0f}s")
-    rows = [fmt(ext, "all" if len(ext_qs) == len(qs) else f"slice {len(ext_qs)}")]
+    rows = []
+    if not args.no_extractive:
+        t = time.perf_counter()
+        log(f"extractive: {len(ext_qs)} questions")
+        ext = summarize("extractive (rag.ask)", run_extractive(index, ext_qs, judge, log))
+        log(f"  done in {time.perf_counter() - t:.0f}s")
+        rows.append(fmt(ext, "all" if len(ext_qs) == len(qs) else f"slice {len(ext_qs)} (spread)"))
 
     proc, url, model_name = None, args.llm_url, args.llm_model_name or "server at RAG_LLM_URL"
-    gen_note = ""
-    if not url and args.start_server:
+    gen_note, raw, ver, gq = "", None, None, []
+    if args.replay:
+        model_name = args.llm_model_name or "saved replies"
+        raw, ver, gq = replay_generative(args.replay, qs, judge, index.embedder, log)
+    elif not url and args.start_server:
         proc, url, model_name = start_server(log)
         if not url:
             gen_note = f"generative not measured: {model_name}"
     elif not url:
-        gen_note = "generative not measured: no server (pass --llm-url or --start-server)"
+        gen_note = "generative not measured: no server (pass --llm-url, --start-server or --replay)"
     try:
         if url:
             gq = spread(qs, args.gen_limit)
             log(f"generative: {len(gq)} questions against {url}")
             raw, ver = run_generative(index, gq, judge, url, os.environ.get("RAG_LLM_API_KEY", ""),
-                                      args.llm_timeout, args.max_tokens, log)
-            label = f"slice {len(gq)}"
-            same = summarize("extractive (rag.ask), same slice", run_extractive(index, gq, judge, log))
-            r, v = summarize(f"{model_name}: raw reply, unverified", raw), \
-                summarize(f"{model_name}: verified answer (shown)", ver)
-            rows += [fmt(same, label), fmt(r, label), fmt(v, label)]
-            e = v["extra"]
-            gen_note = (f"Generative slice: {len(gq)} questions spread evenly over the 48 articles; "
-                        f"{e['fallback']} server failures; the verifier removed {e['dropped']} of "
-                        f"{r['extra']['raw_sentences']} generated sentences and added a citation to {e['added']} "
-                        f"unmarked ones; max_tokens {args.max_tokens}.")
+                                      args.llm_timeout, args.max_tokens, log, args.save_raw)
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(15)
+    if raw is not None:
+        label = f"slice {len(gq)}"
+        same = summarize("extractive (rag.ask), same slice", run_extractive(index, gq, judge, log))
+        r, v = summarize(f"{model_name}: raw reply, unverified", raw), \
+            summarize(f"{model_name}: verified answer (shown)", ver)
+        rows += [fmt(same, label), fmt(r, label), fmt(v, label)]
+        e = v["extra"]
+        gen_note = (f"Generative slice: {len(gq)} questions spread evenly over the 48 articles; "
+                    f"{e['fallback']} server failures; the verifier removed {e['dropped']} of "
+                    f"{r['extra']['raw_sentences']} generated sentences and added a citation to {e['added']} "
+                    f"unmarked ones; max_tokens {args.max_tokens}.")
 
     lines = ["# Citation quality on XQuAD-en (ALCE citation recall / precision, embedding judge)", "",
              f"Corpus: the 240 XQuAD-en paragraphs; {len(qs)} questions; retrieval {index.settings.mode}, "

@@ -40,6 +40,7 @@ NUMBER_PENALTY = 1.0  # subtracted when the span lacks a number the sentence sta
 SUPPORT_THRESHOLD = 0.56  # a cited span supports a sentence at or above this (max TPR - FPR)
 ADD_THRESHOLD = 0.63  # an unmarked (or wrongly marked) sentence gets a citation at or above this (hard FPR <= 1%)
 MAX_WINDOW = 2  # a citation covers 1 or 2 adjacent sentences of a passage
+MIN_WORDS = 2  # a sentence needs this many content words, one of them not a number, to be checked at all
 
 ABSTAIN_PHRASE = ABSTAIN_TEXT  # what the model is told to say, and what an abstaining answer shows
 MAX_HISTORY_TURNS = 3
@@ -322,6 +323,8 @@ def _verify_parsed(parsed, hits, embedder, keep_unsupported=False):
     shown: list[str] = []
     for (stext, markers), vec in zip(parsed, vecs):
         claim = Claim(stext, content_tokens(stext), numbers_in(stext), vec)
+        if not checkable(claim):
+            claim.tokens = set()  # "1", "Yes.", "The answer is:" -- nothing a citation could vouch for
         valid: list[int] = []
         for n in markers:
             if not 1 <= n <= len(hits):
@@ -360,7 +363,7 @@ def _verify_parsed(parsed, hits, embedder, keep_unsupported=False):
             continue
         injected = bool(claim.tokens) and _instruction_support(claim, all_windows)
         if not claim.tokens:
-            reason = "it states nothing a passage could support"
+            reason = "it is too short to state anything a passage could support"
         elif not valid:
             reason = ("it cites no passage" if not markers else "it cites only passages that do not exist") + \
                 f", and no passage supports it enough to cite (best {max(score, 0.0):.2f} < {ADD_THRESHOLD:.2f})"
@@ -379,7 +382,21 @@ def _verify_parsed(parsed, hits, embedder, keep_unsupported=False):
             numbers = [cite(w, s) for s, w, _ in scored]
             sentences.append(Sentence(stext, numbers, False))
             shown.append(_with_markers(stext, numbers) + " [unsupported]")
-    return sentences, citations, dropped, " ".join(shown)
+    return sentences, citations, dropped, _join(shown)
+
+
+def checkable(claim: Claim) -> bool:
+    return len(claim.tokens) >= MIN_WORDS and bool(claim.tokens - claim.numbers)
+
+
+def _join(pieces: list[str]) -> str:
+    """Sentences joined by spaces; after a piece without final punctuation (a list item), a new line."""
+    out = ""
+    for p in pieces:
+        if out:
+            out += " " if re.search(r"[.!?…][\"'”’)\]]*$", out) else "\n"
+        out += p
+    return out
 
 
 def _joint_score(claim: Claim, ws: Sequence[Window]) -> float:
@@ -694,15 +711,20 @@ def generate_answer(question: str, hits: list[Hit], settings: Settings, embedder
     raw = stream_chat(build_messages(question, hits, history), settings, streamer.feed if streamer else on_token,
                       max_tokens=max_tokens)
     timings["generate"] = time.perf_counter() - t0
+    answer = answer_from_reply(question, raw, hits, embedder, keep_unsupported)
+    answer.timings = {**timings, **answer.timings}
+    if streamer:
+        streamer.emit(answer.text)
+    return answer
+
+
+def answer_from_reply(question: str, raw: str, hits: list[Hit], embedder, keep_unsupported: bool = False) -> Answer:
+    """The Answer for a model reply: abstention recognized, every sentence and citation verified."""
     t1 = time.perf_counter()
     if _is_abstention(raw):
-        timings["verify"] = time.perf_counter() - t1
-        if streamer:
-            streamer.emit(ABSTAIN_PHRASE)
-        return Answer(question, ABSTAIN_PHRASE, True, [], list(hits), timings, "generative", [], [],
-                      "the language model found no answer in the passages")
+        return Answer(question, ABSTAIN_PHRASE, True, [], list(hits), {"verify": time.perf_counter() - t1},
+                      "generative", [], [], "the language model found no answer in the passages")
     sentences, citations, dropped, shown = verify(raw, hits, embedder, keep_unsupported)
-    timings["verify"] = time.perf_counter() - t1
     kept = [s for s in sentences if s.supported]
     n_dropped = sum(1 for d in dropped if d["kind"] == "sentence")
     notes = []
@@ -719,10 +741,8 @@ def generate_answer(question: str, hits: list[Hit], settings: Settings, embedder
     text = shown if shown else ABSTAIN_PHRASE
     if abstained and not keep_unsupported:
         text = ABSTAIN_PHRASE
-    if streamer:
-        streamer.emit(text)
-    return Answer(question, text, abstained, citations, list(hits), timings, "generative", sentences, dropped,
-                  "; ".join(notes))
+    return Answer(question, text, abstained, citations, list(hits), {"verify": time.perf_counter() - t1},
+                  "generative", sentences, dropped, "; ".join(notes))
 
 
 def _is_abstention(raw: str) -> bool:

@@ -203,6 +203,16 @@ def test_list_items_and_empty_output(hits, embedder):
     sentences, _, _, shown = verify("1. Putin has outlasted five U.S. presidents [1].\n2. [2]", hits, embedder)
     assert [s.text for s in sentences] == ["Putin has outlasted five U.S. presidents."]
     assert verify("", hits, embedder) == ([], [], [], "")
+    _, _, _, shown = verify("- Putin has outlasted five U.S. presidents\n- He views the world as divided between "
+                            "great powers", hits, embedder)
+    assert shown == "Putin has outlasted five U.S. presidents [1]\nHe views the world as divided between great powers [2]"
+
+
+def test_too_short_to_check_is_never_cited(hits, embedder):
+    for reply in ("5 [1]", "Yes [1].", "2001.", "The answer is: [2]"):
+        sentences, citations, dropped, shown = verify(reply, hits, embedder)
+        assert (sentences, citations, shown) == ([], [], ""), reply
+        assert "too short" in dropped[-1]["reason"]
 
 
 # ------------------------------------------------------------------------------------ the prompt

@@ -59,6 +59,7 @@ _MARKER = re.compile(
     r"\s*\[\s*(?:(?:passage|source|doc(?:ument)?|ref)\s*)?(\d{1,3}(?:\s*(?:,|;|-|–|and)\s*(?:(?:passage|source)\s*)?\d{1,3})*)\s*\]",
     re.IGNORECASE,
 )
+_PLACEHOLDER = re.compile(r"\s*\[(?:n|k|x|i|number|num|citation|source|passage|\.\.\.|…)\]", re.IGNORECASE)  # "[n]" echoed
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•]+|\d{1,2}[.)]|[a-z][.)])\s+|^#+\s*")  # "1. ", "- ", "a) ", "## "
 # Text written to the model, not about the world: never accepted as support for a generated sentence.
 _INJECTION = re.compile(
@@ -220,6 +221,7 @@ def parse_markers(text: str) -> tuple[list[tuple[str, list[int]]], str]:
 
     Markers are removed before splitting so "Putin met Xi. [1] He ..." and "Putin met Xi [1]." both
     give the marker to the sentence it follows. Returns the sentences and the marker-free text."""
+    text = _PLACEHOLDER.sub("", text)
     clean_parts, marks, pos, last = [], [], 0, 0
     for m in _MARKER.finditer(text):
         clean_parts.append(text[last:m.start()])
@@ -323,8 +325,9 @@ def _verify_parsed(parsed, hits, embedder, keep_unsupported=False):
     shown: list[str] = []
     for (stext, markers), vec in zip(parsed, vecs):
         claim = Claim(stext, content_tokens(stext), numbers_in(stext), vec)
-        if not checkable(claim):
-            claim.tokens = set()  # "1", "Yes.", "The answer is:" -- nothing a citation could vouch for
+        question = stext.rstrip("\"'”’)] ").endswith("?")
+        if question or not checkable(claim):
+            claim.tokens = set()  # "1", "Yes.", "The answer is:", a question -- nothing a citation could vouch for
         valid: list[int] = []
         for n in markers:
             if not 1 <= n <= len(hits):
@@ -362,7 +365,9 @@ def _verify_parsed(parsed, hits, embedder, keep_unsupported=False):
             shown.append(_with_markers(stext, numbers))
             continue
         injected = bool(claim.tokens) and _instruction_support(claim, all_windows)
-        if not claim.tokens:
+        if question:
+            reason = "it is a question, not a statement a passage could support"
+        elif not claim.tokens:
             reason = "it is too short to state anything a passage could support"
         elif not valid:
             reason = ("it cites no passage" if not markers else "it cites only passages that do not exist") + \
@@ -450,7 +455,8 @@ def build_messages(question: str, hits: Sequence[Hit], history=None) -> list[dic
         parts.append("</passage>")
         parts.append("")
     parts.append(f"Question: {question.strip()}")
-    parts.append("Answer using only the passages above, citing [n] after every sentence.")
+    parts.append("Answer using only the passages above. After every sentence, write the number of the passage "
+                 "that supports it in square brackets, like [1].")
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     messages.extend(_history_messages(history))
     messages.append({"role": "user", "content": "\n".join(parts)})

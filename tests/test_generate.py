@@ -209,10 +209,12 @@ def test_list_items_and_empty_output(hits, embedder):
 
 
 def test_too_short_to_check_is_never_cited(hits, embedder):
-    for reply in ("5 [1]", "Yes [1].", "2001.", "The answer is: [2]"):
+    for reply in ("5 [1]", "Yes [1].", "2001.", "The answer is: [2]", "Who has Putin outlasted [1]?"):
         sentences, citations, dropped, shown = verify(reply, hits, embedder)
         assert (sentences, citations, shown) == ([], [], ""), reply
-        assert "too short" in dropped[-1]["reason"]
+        assert "too short" in dropped[-1]["reason"] or "question" in dropped[-1]["reason"]
+    _, _, _, shown = verify("[n] Putin has outlasted five U.S. presidents [n].", hits, embedder)
+    assert shown == "Putin has outlasted five U.S. presidents [1]."
 
 
 # ------------------------------------------------------------------------------------ the prompt
@@ -226,7 +228,7 @@ def test_passages_are_wrapped_as_data(hits, injected_hit):
     assert user.count("</passage>") == 5 and user.count("<passage ") == 5  # the sneaky tags are neutralized
     for i, h in enumerate(hits, 1):
         assert f'<passage id="{i}"' in user and h.text in user
-    assert user.rstrip().endswith("citing [n] after every sentence.")
+    assert user.rstrip().endswith("in square brackets, like [1].")
     assert "Who did Putin call after 9/11?" in user
 
 

@@ -455,8 +455,8 @@ def build_messages(question: str, hits: Sequence[Hit], history=None) -> list[dic
         parts.append("</passage>")
         parts.append("")
     parts.append(f"Question: {question.strip()}")
-    parts.append("Answer using only the passages above. After every sentence, write the number of the passage "
-                 "that supports it in square brackets, like [1].")
+    # Wording matters to small models: "write the number of the passage" makes SmolLM2-135M answer "1".
+    parts.append("Answer using only the passages above, citing the passage after every sentence, like [1].")
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     messages.extend(_history_messages(history))
     messages.append({"role": "user", "content": "\n".join(parts)})

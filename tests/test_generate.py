@@ -228,7 +228,7 @@ def test_passages_are_wrapped_as_data(hits, injected_hit):
     assert user.count("</passage>") == 5 and user.count("<passage ") == 5  # the sneaky tags are neutralized
     for i, h in enumerate(hits, 1):
         assert f'<passage id="{i}"' in user and h.text in user
-    assert user.rstrip().endswith("in square brackets, like [1].")
+    assert user.rstrip().endswith("citing the passage after every sentence, like [1].")
     assert "Who did Putin call after 9/11?" in user
 
 

@@ -209,6 +209,8 @@ def main(argv=None) -> int:
     common.require(CORPUS)
     if args.phase:
         result = PHASES[args.phase](args.limit)
+        WORK.mkdir(parents=True, exist_ok=True)
+        (WORK / f"{args.phase}-n{args.limit or 'all'}.json").write_text(json.dumps(result))  # kept for a look later
         print(json.dumps(result))
         return 0
     common.write_result(args.out, report(args.limit))

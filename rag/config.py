@@ -27,7 +27,7 @@ class Settings:
     fusion: str = "convex"  # convex (weighted, normalized scores) | rrf
     alpha: float = 0.5  # weight of the dense side in convex fusion
     candidates: int = 100  # hits fetched from each side before fusion
-    hnsw_threshold: int = 200_000  # chunks from which FAISS switches from exact search to HNSW
+    hnsw_threshold: int = 300_000  # chunks from which FAISS switches from exact search to HNSW (bench/results/faiss.md)
     quiet: bool = False
     llm_url: str = ""
     llm_model: str = ""

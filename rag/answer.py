@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -195,8 +196,6 @@ def extract(question: str, resolved: str, hits: list[Hit], query_vector, embedde
     minus a penalty outside the top passage. Only the best `embed_top` sentences by the cheap part of
     the score are embedded: sentence embedding is most of the time an answer takes.
     """
-    import math
-
     candidates = candidate_sentences(hits)
     if not candidates:
         return Answer(question, ABSTAIN_TEXT, True, passages=hits)

@@ -147,8 +147,18 @@ def settings(**overrides):
 
 
 def index_key(s) -> str:
+    """Cache folder name: model, chunk size, overlap and the chunker's version (a new splitter means new chunks)."""
+    from rag.chunk import CHUNKER_VERSION
+
     model = s.model.replace("/", "_")
-    return f"scifact-{model}-c{s.chunk_tokens}-o{s.overlap_tokens}"
+    return f"scifact-{model}-c{s.chunk_tokens}-o{s.overlap_tokens}-v{CHUNKER_VERSION}"
+
+
+def older_indexes(s) -> list[Path]:
+    """Finished cached SciFact indexes of this model built by other chunk sizes or chunker versions."""
+    model = s.model.replace("/", "_")
+    return sorted(p for p in CACHE.glob(f"scifact-{model}-c*") if (p / ".complete").exists()
+                  and "-n" not in p.name[len(f"scifact-{model}"):] and p.name != index_key(s))
 
 
 def cached_index(s, limit: int | None = None, log=print):

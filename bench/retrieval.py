@@ -318,61 +318,78 @@ def run_scifact(args) -> str:
     base = common.settings()
     queries = common.load_queries()
     train, test = common.load_qrels("train"), common.load_qrels("test")
-    sizes = sorted({base.chunk_tokens, *args.chunk_sizes,
-                    *(s for s in (128, 200, 256) if (common.CACHE / common.index_key(base.replace(chunk_tokens=s, overlap_tokens=overlap_for(s, base)))).joinpath(".complete").exists())})
+    sizes = sorted({base.chunk_tokens, *args.chunk_sizes})
     if args.limit:
         sizes = [base.chunk_tokens]
     out = []
     cfg_default = {"fusion": base.fusion, "alpha": base.alpha, "candidates": base.candidates}
 
-    # 1. chunk sizes, each with its best fusion on train
-    per_size = {}
-    for size in sizes:
-        s = base.replace(chunk_tokens=size, overlap_tokens=overlap_for(size, base))
-        index = common.cached_index(s, args.limit, log)
+    # 1. indexes: the chunk sizes asked for, built by the current chunker (tuned and reported on), plus
+    #    any other finished cached builds (other sizes or older chunker versions: the chunk-size table only)
+    from rag.chunk import CHUNKER_VERSION
+    from rag.index import Index
+
+    per_size = {}  # label -> (settings, index, train lists, test lists, current chunker?)
+    entries = [(size, None) for size in sizes]
+    if not args.limit:
+        entries += [(None, p) for p in common.older_indexes(base)]
+    for size, path in entries:
+        if path is None:
+            s = base.replace(chunk_tokens=size, overlap_tokens=overlap_for(size, base))
+            index = common.cached_index(s, args.limit, log)
+            label, current = f"{size} (chunker v{CHUNKER_VERSION})", True
+        else:
+            m = Index.open(path, base, create=False).store.manifest()
+            s = base.replace(chunk_tokens=m["chunk_tokens"], overlap_tokens=m["overlap_tokens"])
+            index = Index.open(path, s, create=False)
+            label = f"{m['chunk_tokens']} (chunker {'v' + str(m['chunker']) if 'chunker' in m else 'before v2'})"
+            current = m.get("chunker") == CHUNKER_VERSION
+            if current and m["chunk_tokens"] in sizes:
+                continue
         if args.limit:
             docs = set(common.chunk_docs(index).values())
             train = {q: r for q, r in train.items() if set(r) <= docs}
             test = {q: r for q, r in test.items() if set(r) <= docs}
-        log(f"chunk_tokens {size}: {index.store.counts()['chunks']} chunks; fetching candidate lists...")
+        log(f"{label}: {index.store.counts()['chunks']} chunks; fetching candidate lists...")
         started = time.perf_counter()
         lists_train = Lists(index, {q: queries[q] for q in train})
-        lists_test = Lists(index, {q: queries[q] for q in test})
+        lists_test = Lists(index, {q: queries[q] for q in test}) if current else None
         log(f"  lists in {time.perf_counter() - started:.0f} s")
-        per_size[size] = (s, index, lists_train, lists_test)
+        per_size[label] = (s, index, lists_train, lists_test, current)
 
-    # 2. tune fusion on train, for each size
+    # 2. tune fusion on train, for each index
     grid = [{"fusion": "convex", "alpha": a / 10, "candidates": c} for a in range(2, 10) for c in (50, 100, 200, 400)]
     grid += [{"fusion": "rrf", "alpha": a / 10, "candidates": c} for a in (3, 4, 5, 6, 7) for c in (50, 100, 200, 400)]
     tuned = {}
-    for size, (s, index, lt, _) in per_size.items():
+    for label, (s, index, lt, _, _) in per_size.items():
         results = []
         for cfg in grid:
             results.append((evaluate(lt, train, "hybrid", cfg, with_recall=False)["ndcg"], cfg))
         results.sort(key=lambda r: -r[0])
-        tuned[size] = results
-        log(f"  size {size}: best train hybrid {results[0]}")
+        tuned[label] = results
+        log(f"  {label}: best train hybrid {results[0]}")
 
-    best_size = max(per_size, key=lambda sz: tuned[sz][0][0])
-    s, index, lt, lte = per_size[best_size]
-    best_cfg = tuned[best_size][0][1]
+    best_label = max((k for k, v in per_size.items() if v[4]), key=lambda k: tuned[k][0][0])
+    s, index, lt, lte, _ = per_size[best_label]
+    best_size = s.chunk_tokens
+    best_cfg = tuned[best_label][0][1]
 
     # 3. the chunk-size table (train)
     rows = []
-    for size, (s_, ix, l_train, _) in per_size.items():
+    for label, (s_, ix, l_train, _, _) in sorted(per_size.items(), key=lambda kv: (not kv[1][4], kv[1][0].chunk_tokens)):
         d = evaluate(l_train, train, "dense", {})
         b = evaluate(l_train, train, "bm25", {})
         h_default = evaluate(l_train, train, "hybrid", cfg_default)
-        h_best_ndcg, h_best = tuned[size][0]
+        h_best_ndcg, h_best = tuned[label][0]
         hb = evaluate(l_train, train, "hybrid", h_best)
-        rows.append([size, s_.overlap_tokens, ix.store.counts()["chunks"], fmt(d["ndcg"]), fmt(b["ndcg"]),
+        rows.append([label, s_.overlap_tokens, ix.store.counts()["chunks"], fmt(d["ndcg"]), fmt(b["ndcg"]),
                      fmt(h_default["ndcg"]), f"{fmt(hb['ndcg'])} ({describe(h_best)})", fmt(hb["recall"])])
     size_table = table(["chunk_tokens", "overlap", "chunks", "dense nDCG@10", "bm25 nDCG@10",
                         f"hybrid, shipped fusion ({describe(cfg_default)})", "hybrid, best fusion on train",
                         "its R@100"], rows)
 
     # 4. fusion grid detail for the picked size (train)
-    res = tuned[best_size]
+    res = tuned[best_label]
     by_fusion = {}
     for score, cfg in res:
         key = (cfg["fusion"], cfg["alpha"])
@@ -429,9 +446,10 @@ def run_scifact(args) -> str:
                          "hybrid R@100", "updates", "query p50 / p95 ms (top 100)"], bm_rows)
 
     # 7. results on test with the configured defaults, end to end, and latency
-    index_default = per_size[base.chunk_tokens][1]
+    default_label = f"{base.chunk_tokens} (chunker v{CHUNKER_VERSION})"
+    index_default = per_size[default_label][1]
     cfg_now = {"fusion": base.fusion, "alpha": base.alpha, "candidates": base.candidates}
-    _, _, _, lte_default = per_size[base.chunk_tokens]
+    lte_default = per_size[default_label][3]
     refs = common.references().get("retrieval_ndcg_at_10", {})
     mteb = refs.get("all-MiniLM-L6-v2 (MTEB, test split)", {}).get("SciFact", {})
     pys = refs.get("BM25 Pyserini bm25-flat / bm25-multifield (BEIR v1.0.0, test)", {}).get("scifact", {})
@@ -472,6 +490,9 @@ def run_scifact(args) -> str:
                "numbers are mostly the query embedding and swing with the load.\n")
     out.append(f"### Tuning on train ({len(train)} queries): chunk size\n")
     out.append(size_table + "\n")
+    out.append("Rows marked with another chunker version are earlier cached builds (the sentence splitter changed "
+               "while this was measured); only current-chunker rows are tuned on and reported on test. Re-measure "
+               "other sizes with the current chunker with --chunk-sizes (each embeds the corpus once).\n")
     out.append(f"### Tuning on train: fusion grid, hybrid nDCG@10, chunk_tokens {best_size}\n")
     out.append(grid_table + "\n")
     out.append(f"Convex fusion with z-score instead of min-max normalization, best on train: "

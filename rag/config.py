@@ -33,6 +33,8 @@ class Settings:
     llm_model: str = ""
     llm_api_key: str = field(default="", repr=False)
     llm_timeout: float = 60.0
+    keep_unsupported: bool = False  # show generated sentences nothing supports, flagged, instead of dropping them
+    verified_stream: bool = False  # stream only verified sentences instead of the model's raw tokens
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Settings":

@@ -292,16 +292,16 @@ def faiss_bench(sizes, flat_only=(), queries: int = 200) -> str:
 FAISS_PICK = """\
 Reading (wall times swing with the other workers on the 2 cores; the CPU column is the steadier one):
 
-- Exact search is linear: about 0.17 ms of CPU per 1,000 vectors per query, so ~17 ms at 100k, ~36 ms at
-  300k and ~120 ms at 1M vectors, with perfect recall. HNSW answers in 0.3-3 ms at any of these sizes.
-- HNSW costs at build: ~0.8 s of CPU per 1,000 vectors (80 CPU-s for 100k, ~4 min wall here), and
+- Exact search is linear: about 0.12-0.17 ms of CPU per 1,000 vectors per query: ~17 ms at 100k, ~36 ms at
+  300k and ~136 ms at 1M vectors, with perfect recall. HNSW answers in 0.3-3 ms at any of these sizes.
+- HNSW costs at build: ~0.8 s of CPU per 1,000 vectors (80 CPU-s for 100k, 5.5 min wall on this busy machine), and
   rag/index.py rebuilds the FAISS index from all vectors after every add, so past the threshold every
   `rag index` or upload pays that again. It also costs ~20% more memory and, on the small synthetic
   set, some recall (0.97 at 10k with efSearch 128; 1.00 at 100k on this clustered data, real embeddings
   are likely in between).
 - Pick: hnsw_threshold = 300,000 chunks. Below it exact search stays under ~40 ms of CPU per query (next to
   ~10-20 ms to embed the query and seconds for an LLM answer) with exact recall and instant rebuilds; above
-  it flat search grows past 40-120 ms and HNSW's speed is worth its build. The old default (200,000) switched
+  it flat search grows past 40-136 ms and HNSW's speed is worth its build. The old default (200,000) switched
   to minutes-long rebuilds where exact search still costs ~25 ms. If HNSW were added to incrementally
   instead of rebuilt on each add, a lower threshold would pay off.
 """

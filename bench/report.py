@@ -21,7 +21,7 @@ HOW = {
                     "(`--chunk-sizes 128,200,256` to re-compare chunk sizes; each size embeds the corpus once)",
     "faiss.md": "`.venv/bin/python bench/retrieval.py --only faiss` (synthetic vectors, no data needed)",
     "answers.md": "`.venv/bin/python bench/answers.py`",
-    "citations.md": "`.venv/bin/python bench/answers.py`",
+    "citations.md": "`.venv/bin/python bench/citations.py`",
     "calibration.md": "`.venv/bin/python bench/calibrate_support.py`",
 }
 

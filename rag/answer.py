@@ -144,7 +144,7 @@ def default_index(settings: Settings | None = None):
 
 def resolve_question(question: str, history=None) -> str:
     """Fold the previous question into a follow-up ("and how many NATO chiefs?") before retrieval."""
-    previous = [m["content"] for m in (history or []) if _role(m) == "user" and _content(m)]
+    previous = [text for text in (_content(m) for m in (history or []) if _role(m) == "user") if text]
     if not previous:
         return question.strip()
     q = question.strip()
@@ -152,7 +152,7 @@ def resolve_question(question: str, history=None) -> str:
     words = keywords(q)
     pronoun = any(w in _PRONOUNS for w in _words(low))
     if low.startswith(_FOLLOWUP_START) or (pronoun and len(words) <= 3) or len(words) <= 1:
-        return f"{_content(previous[-1]) if isinstance(previous[-1], dict) else previous[-1]} {q}"
+        return f"{previous[-1]} {q}"
     return q
 
 

@@ -318,14 +318,15 @@ class Index:
 
     def _refresh_faiss(self, save: bool) -> None:
         generation = self.store.generation()
+        stored_dim = self.store.manifest().get("dim")
         index = load_faiss(self.dir, generation)
         if index is None:
-            dim = self.store.manifest().get("dim") or self.embedder.dim
+            dim = stored_dim or self.embedder.dim
             ids, vectors = self.store.all_vectors(dim)
             index = build_faiss(ids, vectors, dim, self.settings.hnsw_threshold)
             if save:
                 save_faiss(index, self.dir, generation)
-        if save and self.store.manifest().get("dim") is None:
+        if save and stored_dim is None:
             with self.store.transaction() as db:
                 db.execute("INSERT OR REPLACE INTO manifest VALUES ('dim', ?)", (str(self.embedder.dim),))
         self._faiss, self._faiss_generation = index, generation

@@ -78,3 +78,9 @@ def test_search_modes_differ_and_all_find_the_sentence(default_index):
         assert hits and "NATO chiefs" in hits[0].text, mode
         assert all(h.text == TEXT[h.start:h.end] for h in hits)
     assert results["dense"][0].score != results["bm25"][0].score
+
+
+def test_follow_up_reads_gradio_list_content():
+    history = [{"role": "user", "content": [{"type": "text", "text": "How many U.S. presidents has Putin outlasted?"}]}]
+    assert resolve_question("and how many NATO chiefs?", history) == (
+        "How many U.S. presidents has Putin outlasted? and how many NATO chiefs?")

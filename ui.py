@@ -267,9 +267,9 @@ def render_report(report: Any, notes: list[str] | None = None, rejected: list[tu
     if report is not None:
         failed = list(getattr(report, "failed", []) or [])
         for e in failed:
-            name = Path(str(getattr(e, "path", "?")).split(" line ")[0]).name
-            where = str(getattr(e, "path", ""))
-            extra = where[where.index(" line ") :] if " line " in where else ""
+            name = Path(str(getattr(e, "path", "?"))).name
+            line = getattr(e, "line", None)
+            extra = f" line {line}" if line is not None else ""
             lines.append(f'<li class="rag-bad">✗ <b>{esc(name)}</b>{esc(extra)}: {esc(getattr(e, "reason", e))}</li>')
         for name in getattr(report, "added", []) or []:
             lines.append(f'<li class="rag-ok">✓ <b>{esc(name)}</b> indexed</li>')

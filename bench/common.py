@@ -147,17 +147,22 @@ def settings(**overrides):
 
 
 def index_key(s) -> str:
-    """Cache folder name: model, chunk size, overlap and the chunker's version (a new splitter means new chunks)."""
+    """Cache folder name: model, chunk size, overlap, the chunker's version (a new splitter means new chunks)
+    and the index format."""
     from rag.chunk import CHUNKER_VERSION
+    from rag.store import FORMAT_VERSION
 
     model = s.model.replace("/", "_")
-    return f"scifact-{model}-c{s.chunk_tokens}-o{s.overlap_tokens}-v{CHUNKER_VERSION}"
+    return f"scifact-{model}-c{s.chunk_tokens}-o{s.overlap_tokens}-v{CHUNKER_VERSION}-f{FORMAT_VERSION}"
 
 
 def older_indexes(s) -> list[Path]:
-    """Finished cached SciFact indexes of this model built by other chunk sizes or chunker versions."""
+    """Finished cached SciFact indexes of this model and index format built by other chunk sizes or chunker
+    versions."""
+    from rag.store import FORMAT_VERSION
+
     model = s.model.replace("/", "_")
-    return sorted(p for p in CACHE.glob(f"scifact-{model}-c*") if (p / ".complete").exists()
+    return sorted(p for p in CACHE.glob(f"scifact-{model}-c*-f{FORMAT_VERSION}") if (p / ".complete").exists()
                   and "-n" not in p.name[len(f"scifact-{model}"):] and p.name != index_key(s))
 
 

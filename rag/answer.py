@@ -8,6 +8,9 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
 
 from . import retrieve
 from .config import Settings
@@ -70,13 +73,12 @@ class Tuning:
     """The extractive answerer's knobs, chosen on XQuAD articles 0-23 (bench/answers.py --tune)."""
 
     lexical_weight: float = 0.5  # weight of the idf-weighted question-word overlap beside embedding similarity
-    passage_penalty: float = 0.15  # subtracted from sentences outside the top-ranked passage
+    passage_penalty: float = 0.1  # subtracted from sentences outside the top-ranked passage
     answer_type_weight: float = 0.1  # bonus for a number ("how many"), a date ("when"), a name ("who")
-    second_margin: float = 0.4  # further sentences are cited only if they score this close to the best
-    max_sentences: int = 2
-    duplicate_cosine: float = 0.8  # sentences this similar to one already cited are left out
-    embed_top: int = 6  # only this many sentences, the best by the cheap (lexical, rank) score, are embedded
-    abstain_below: float = 0.52  # best sentence score under which the answer abstains
+    second_margin: float = 0.25  # further sentences are cited only if they score this close to the best
+    max_sentences: int = 3
+    duplicate_cosine: float = 0.95  # sentences this similar to one already cited are left out
+    abstain_below: float = 0.5  # best sentence score under which the answer abstains
 
 
 TUNING = Tuning()
@@ -112,10 +114,10 @@ def ask(question: str, index=None, history=None, settings: Settings | None = Non
             answer = generate.generate_answer(question, hits, settings, embedder, on_token=on_token, history=history)
         except LLMError as e:
             note = f"answered extractively: the language model failed ({e})"
-            answer = extract(question, resolved, hits, query_vector[0], embedder, tuning or TUNING)
+            answer = extract(question, resolved, hits, query_vector[0], tuning or TUNING)
             answer.note = note
     if answer is None:
-        answer = extract(question, resolved, hits, query_vector[0], embedder, tuning or TUNING)
+        answer = extract(question, resolved, hits, query_vector[0], tuning or TUNING)
     if on_token is not None and answer.mode == "extractive":
         on_token(answer.text)
     timings["compose"] = time.perf_counter() - t
@@ -175,32 +177,40 @@ def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
-def candidate_sentences(hits: list[Hit]) -> list[tuple[int, int, int, str]]:
-    """(passage index, start, end, text) for each distinct sentence of the passages, exact slices."""
+class Candidate(NamedTuple):
+    passage: int  # index into the hits
+    start: int
+    end: int
+    text: str  # == the document text[start:end]
+    vector: np.ndarray  # made with the chunk, in its context
+
+
+def candidate_sentences(hits: list[Hit]) -> list[Candidate]:
+    """Each distinct sentence of the passages, an exact slice, with its stored vector."""
     seen, out = set(), []
     for p, hit in enumerate(hits):
-        for a, b in hit.sentences:
+        for (a, b), vector in zip(hit.sentences, hit.sentence_vectors):
             key = (hit.source, hit.doc_id, hit.page, a, b)
             if key in seen:
                 continue
             seen.add(key)
-            out.append((p, a, b, hit.text[a - hit.start:b - hit.start]))
+            out.append(Candidate(p, a, b, hit.text[a - hit.start:b - hit.start], vector))
     return out
 
 
-def extract(question: str, resolved: str, hits: list[Hit], query_vector, embedder, tuning: Tuning) -> Answer:
+def extract(question: str, resolved: str, hits: list[Hit], query_vector, tuning: Tuning) -> Answer:
     """Cite the one to few sentences that best answer the question, or abstain.
 
     A sentence scores its cosine to the question, plus the idf-weighted share of the question's words
     it holds (idf over the candidate sentences), plus a bonus when it holds the kind of thing asked for,
-    minus a penalty outside the top passage. Only the best `embed_top` sentences by the cheap part of
-    the score are embedded: sentence embedding is most of the time an answer takes.
+    minus a penalty outside the top passage. The sentence vectors were stored with the chunks: no model
+    call here.
     """
     candidates = candidate_sentences(hits)
     if not candidates:
         return Answer(question, ABSTAIN_TEXT, True, passages=hits)
     q_words = {_stem(w) for w in keywords(resolved)}
-    s_words = [{_stem(w) for w in _words(c[3])} for c in candidates]
+    s_words = [{_stem(w) for w in _words(c.text)} for c in candidates]
     n = len(candidates)
     idf = {w: math.log((n + 1) / (sum(w in s for s in s_words) + 0.5)) for w in q_words}
     total_idf = sum(idf.values())
@@ -223,19 +233,15 @@ def extract(question: str, resolved: str, hits: list[Hit], query_vector, embedde
         return bool(wants_name) and any(m.group(0).lower() not in q_all
                                         for m in re.finditer(r"\b[A-Z][a-z]+", text[1:]))
 
-    cheap = []
-    for (p, a, b, text), words in zip(candidates, s_words):
+    cosine = np.stack([c.vector for c in candidates]) @ np.asarray(query_vector, dtype=np.float32)
+    scores = []
+    for c, words, cos in zip(candidates, s_words, cosine):
         overlap = sum(idf[w] for w in q_words & words) / total_idf if total_idf else 0.0
-        score = tuning.lexical_weight * overlap - (tuning.passage_penalty if p > 0 else 0.0)
-        if tuning.answer_type_weight and holds_answer_type(text):
+        score = float(cos) + tuning.lexical_weight * overlap - (tuning.passage_penalty if c.passage > 0 else 0.0)
+        if tuning.answer_type_weight and holds_answer_type(c.text):
             score += tuning.answer_type_weight
-        cheap.append(score)
-    keep = sorted(range(n), key=lambda i: -cheap[i])[:max(1, tuning.embed_top)]
-    vectors = embedder.encode([candidates[i][3] for i in keep])
-    cosine = vectors @ query_vector
-    scores = {i: cheap[i] + float(cos) for i, cos in zip(keep, cosine)}
-    vector_of = dict(zip(keep, vectors))
-    order = sorted(keep, key=lambda i: -scores[i])
+        scores.append(score)
+    order = sorted(range(len(candidates)), key=lambda i: -scores[i])
     best = order[0]
     if scores[best] < tuning.abstain_below:
         return Answer(question, ABSTAIN_TEXT, True, passages=hits)
@@ -243,12 +249,13 @@ def extract(question: str, resolved: str, hits: list[Hit], query_vector, embedde
     for i in order[1:]:
         if len(chosen) >= tuning.max_sentences or scores[i] < scores[best] - tuning.second_margin:
             break
-        if all(float(vector_of[i] @ vector_of[j]) < tuning.duplicate_cosine for j in chosen):
+        if all(float(candidates[i].vector @ candidates[j].vector) < tuning.duplicate_cosine for j in chosen):
             chosen.append(i)
     citations, sentences = [], []
     for n, i in enumerate(chosen, 1):
-        p, a, b, text = candidates[i]
-        hit = hits[p]
-        citations.append(Citation(n, hit.source, hit.doc_id, hit.page, a, b, text, round(scores[i], 4), p))
-        sentences.append(Sentence(f"{text} [{n}]", [n], True))
+        c = candidates[i]
+        hit = hits[c.passage]
+        citations.append(Citation(n, hit.source, hit.doc_id, hit.page, c.start, c.end, c.text, round(scores[i], 4),
+                                  c.passage))
+        sentences.append(Sentence(f"{c.text} [{n}]", [n], True))
     return Answer(question, " ".join(s.text for s in sentences), False, citations, hits, sentences=sentences)

@@ -69,6 +69,12 @@ class Chunk:
         """What the model sees: the title gives a record's chunks their context."""
         return f"{self.title}\n{self.text}" if self.title else self.text
 
+    @property
+    def embed_spans(self) -> list[tuple[int, int]]:
+        """The sentences as offsets into embed_text."""
+        shift = len(self.title) + 1 - self.start if self.title else -self.start
+        return [(a + shift, b + shift) for a, b in self.sentences]
+
 
 # --- sentences -------------------------------------------------------------------------------------
 

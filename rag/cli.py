@@ -116,7 +116,7 @@ def cmd_index(args, settings: Settings) -> int:
     if args.json:
         print(json.dumps({
             "added": report.added, "unchanged": report.unchanged, "removed": report.removed,
-            "failed": [{"path": e.path, "reason": e.reason} for e in report.failed],
+            "failed": [{"path": e.path, "line": e.line, "reason": e.reason} for e in report.failed],
             "skipped": report.skipped, "chunks": report.chunks, "embedded": report.embedded,
             "seconds": round(report.seconds, 3),
         }, indent=2))
@@ -128,7 +128,7 @@ def cmd_index(args, settings: Settings) -> int:
         if report.failed:
             print(f"{len(report.failed)} file(s) could not be indexed:")
             for e in report.failed:
-                print(f"  {e.path}: {e.reason}")
+                print(f"  {e.where}: {e.reason}")
     return EXIT_OK if report.ok else EXIT_SOME_FAILED
 
 

@@ -67,6 +67,52 @@ class Embedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+    def encode_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]],
+                          batch_size: int = 64) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Each text's vector and, from the same forward pass, a vector per (start, end) span of it.
+
+        A span's vector is the normalized mean of the token vectors that overlap it ("late chunking"):
+        sentence vectors for the answerer at no extra model cost, and each one read in its context.
+        A tokenizer without character offsets (a "slow" one) gets its spans encoded on their own.
+        """
+        if not self.tokenizer.is_fast:
+            span_vectors = [self.encode([t[a:b] for a, b in s], batch_size) for t, s in zip(texts, spans)]
+            return self.encode(texts, batch_size), span_vectors
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32), []
+        outputs = self.model.encode(list(texts), batch_size=batch_size, output_value=None, show_progress_bar=False)
+        offsets = self.tokenizer(list(texts), return_offsets_mapping=True, truncation=True,
+                                 max_length=int(self.model.max_seq_length))["offset_mapping"]
+        vectors, span_vectors = [], []
+        for out, offs, text_spans in zip(outputs, offsets, spans):
+            tokens = out["token_embeddings"][:int(out["attention_mask"].sum())].float().numpy()
+            if len(offs) != len(tokens):
+                raise RagError(f"the tokenizer of {self.name!r} gives {len(offs)} offsets for {len(tokens)} tokens")
+            offs = np.asarray(offs).reshape(-1, 2)
+            real = offs[:, 1] > offs[:, 0]  # not [CLS], [SEP] or padding
+            tokens, offs = tokens[real], offs[real]
+            vector = out["sentence_embedding"].float().numpy()
+            vectors.append(vector)
+            if not len(tokens):
+                span_vectors.append(_normalized(np.tile(vector, (len(text_spans), 1))))
+                continue
+            sums = np.vstack([np.zeros((1, tokens.shape[1]), np.float32), np.cumsum(tokens, axis=0)])
+            rows = []
+            for a, b in text_spans:
+                i = int(np.searchsorted(offs[:, 1], a, side="right"))  # first token ending after a
+                j = max(int(np.searchsorted(offs[:, 0], b, side="left")), i + 1)  # first token starting at b
+                j = min(j, len(tokens))
+                i = min(i, j - 1)
+                rows.append((sums[j] - sums[i]) / (j - i))
+            span_vectors.append(_normalized(np.asarray(rows, dtype=np.float32).reshape(-1, tokens.shape[1])))
+        return _normalized(np.asarray(vectors, dtype=np.float32)), span_vectors
+
+
+def _normalized(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+
 def get_embedder(name: str = DEFAULT_MODEL) -> Embedder:
     """One model per process: loading it costs seconds, so everything shares it."""
     return _cached_embedder(name)

@@ -8,10 +8,15 @@ class RagError(Exception):
 class DocumentError(RagError):
     """One input file (or one record in it) could not be read; the others go on."""
 
-    def __init__(self, path, reason):
+    def __init__(self, path, reason, line: int | None = None):
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        self.line = line  # the JSONL record's line, when one record failed
+        super().__init__(f"{self.where}: {reason}")
+
+    @property
+    def where(self) -> str:
+        return self.path if self.line is None else f"{self.path} line {self.line}"
 
 
 class IndexMismatchError(RagError):

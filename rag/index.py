@@ -190,7 +190,8 @@ class Index:
                     gone = [f["path"] for f in self.store.failures()
                             if f["path"] not in seen and any(f["path"].startswith(r) for r in roots)
                             and not Path(f["path"]).exists()]
-                    failures = [(str(Path(e.path.split(" line ")[0]).resolve()), e.reason) for e in report.failed]
+                    failures = [(str(Path(e.path).resolve()), e.reason if e.line is None else f"line {e.line}: {e.reason}")
+                                for e in report.failed]
                     self.store.set_failures(db, seen | set(gone), failures, time.time())
             finally:
                 if changed or self._faiss_generation != self.store.generation():
@@ -217,7 +218,7 @@ class Index:
         docs = [d for d in items if not isinstance(d, DocumentError)]
         report.failed += [d for d in items if isinstance(d, DocumentError)]
         if not docs:
-            if not report.failed or report.failed[-1].path != str(path):
+            if not any(f.path == str(path) and f.line is None for f in report.failed):
                 report.failed.append(DocumentError(path, "no text to index"))
             return None
         e = self.embedder
@@ -226,7 +227,8 @@ class Index:
         return _Part(abspath, docs[0].source, digest, len(data), chunked, True, True)
 
     def _embed_hash(self, chunk) -> str:
-        return hashlib.sha1(f"{self.settings.model}\x00{chunk.embed_text}".encode()).hexdigest()
+        """Same model, text and sentences: same vectors, so a moved or unchanged chunk is not embedded again."""
+        return hashlib.sha1(f"{self.settings.model}\x00{chunk.embed_text}\x00{chunk.embed_spans}".encode()).hexdigest()
 
     def _commit(self, pending: list["_Part"], vectors: dict, report: IngestReport, progress: Progress) -> bool:
         """Embed what is new, then write these (parts of) files in one transaction.
@@ -238,13 +240,17 @@ class Index:
             return False
         all_chunks = [c for part in pending for _, chunks in part.chunked for c in chunks]
         hashes = [self._embed_hash(c) for c in all_chunks]
-        todo = sorted({h: c for h, c in zip(hashes, all_chunks) if h not in vectors}.items())
+        # longest first, so the model's batches hold texts of about one length (less padding)
+        todo = sorted({h: c for h, c in zip(hashes, all_chunks) if h not in vectors}.items(),
+                      key=lambda item: (-len(item[1].embed_text), item[0]))
         step = max(self.settings.batch_size * 4, 1)
         for i in range(0, len(todo), step):
             progress("embedding", report.embedded, report.embedded + len(todo) - i)
             part = todo[i:i + step]
-            for (h, _), v in zip(part, self.embedder.encode([c.embed_text for _, c in part], self.settings.batch_size)):
-                vectors[h] = v
+            chunk_vectors, sentence_vectors = self.embedder.encode_with_spans(
+                [c.embed_text for _, c in part], [c.embed_spans for _, c in part], self.settings.batch_size)
+            for (h, _), v, sv in zip(part, chunk_vectors, sentence_vectors):
+                vectors[h] = (v, sv)
             report.embedded += len(part)
         progress("embedding", report.embedded, report.embedded)
         it = iter(zip(all_chunks, hashes))

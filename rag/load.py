@@ -115,7 +115,6 @@ def _load_jsonl(path: Path, source: str, text: str) -> Iterator[Document | Docum
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
-        where = f"{path} line {lineno}"
         problem = None
         try:
             record = json.loads(line)
@@ -142,7 +141,7 @@ def _load_jsonl(path: Path, source: str, text: str) -> Iterator[Document | Docum
             bad += 1
             if not loaded and bad >= 20:
                 raise DocumentError(path, f"not JSON Lines: the first {bad} records all fail ({problem})")
-            yield DocumentError(where, problem)
+            yield DocumentError(path, problem, line=lineno)
             continue
         seen[doc_id] = lineno
         title = record.get("title")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+
+import numpy as np
 
 from .errors import RagError
 
@@ -21,9 +23,11 @@ class Hit:
     score: float
     sentences: list[tuple[int, int]] = field(default_factory=list)  # absolute offsets
     title: str = ""
+    # one normalized row per sentence, made when the chunk was embedded (the answerer scores with them)
+    sentence_vectors: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sentence_vectors"}
         d["sentences"] = [list(s) for s in self.sentences]
         return d
 
@@ -101,6 +105,7 @@ def fuse(dense_hits, keyword_hits, method: str = "convex", alpha: float = 0.5, r
 
 
 def _hit(row, score: float) -> Hit:
-    chunk_id, doc_id, source, page, start, end, text, sentences, title = row
-    return Hit(chunk_id, doc_id, source, page, start, end, text, float(score),
-               [tuple(s) for s in json.loads(sentences)], title)
+    chunk_id, doc_id, source, page, start, end, text, sentences, title, sentence_vectors = row
+    spans = [tuple(s) for s in json.loads(sentences)]
+    vectors = np.frombuffer(sentence_vectors, dtype=np.float16).astype(np.float32).reshape(len(spans), -1)
+    return Hit(chunk_id, doc_id, source, page, start, end, text, float(score), spans, title, vectors)

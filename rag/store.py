@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import IndexMismatchError, RagError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sentence vectors beside each chunk's vector
 DB_NAME = "rag.sqlite"
 
 SCHEMA = """
@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     text TEXT NOT NULL,
     sentences TEXT NOT NULL,      -- JSON [[start, end], ...], absolute offsets
     embed_hash TEXT NOT NULL,     -- lets an unchanged chunk of a changed file keep its vector
-    vector BLOB NOT NULL          -- float32, normalized
+    vector BLOB NOT NULL,         -- float32, normalized
+    sentence_vectors BLOB NOT NULL  -- float16, one normalized row per entry of sentences
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document);
 CREATE INDEX IF NOT EXISTS chunks_embed_hash ON chunks(embed_hash);
@@ -57,7 +58,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(body, tokenize='porter 
 CREATE TABLE IF NOT EXISTS failures (path TEXT PRIMARY KEY, reason TEXT NOT NULL, at REAL NOT NULL);
 """
 
-HIT_COLUMNS = """c.id, d.doc_id, d.source, d.page, c.start, c.end, c.text, c.sentences, d.title"""
+HIT_COLUMNS = """c.id, d.doc_id, d.source, d.page, c.start, c.end, c.text, c.sentences, d.title, c.sentence_vectors"""
 
 
 class Store:
@@ -128,18 +129,19 @@ class Store:
         db.execute("UPDATE files SET hash = ? WHERE path = ?", (hash_, path))
 
     def insert_documents(self, db, path, documents) -> None:
-        """`documents` is a list of (Document, [(Chunk, vector, embed_hash), ...])."""
+        """`documents` is a list of (Document, [(Chunk, (vector, sentence vectors), embed_hash), ...])."""
         for doc, chunks in documents:
             doc_row = db.execute(
                 "INSERT INTO documents (path, source, doc_id, page, title, text) VALUES (?, ?, ?, ?, ?, ?)",
                 (path, doc.source, doc.doc_id, doc.page, doc.title, doc.text),
             ).lastrowid
-            for chunk, vector, embed_hash in chunks:
+            for chunk, (vector, sentence_vectors), embed_hash in chunks:
                 chunk_id = db.execute(
-                    "INSERT INTO chunks (document, start, end, text, sentences, embed_hash, vector) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO chunks (document, start, end, text, sentences, embed_hash, vector, sentence_vectors) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (doc_row, chunk.start, chunk.end, chunk.text, json.dumps(chunk.sentences), embed_hash,
-                     np.asarray(vector, dtype=np.float32).tobytes()),
+                     np.asarray(vector, dtype=np.float32).tobytes(),
+                     np.asarray(sentence_vectors, dtype=np.float16).tobytes()),
                 ).lastrowid
                 db.execute("INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)", (chunk_id, chunk.embed_text))
 
@@ -157,15 +159,18 @@ class Store:
     def file_hashes(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT path, hash FROM files"))
 
-    def vectors_for(self, embed_hashes) -> dict[str, np.ndarray]:
+    def vectors_for(self, embed_hashes) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """(vector, sentence vectors) of chunks already stored, by embed hash."""
         found = {}
         hashes = list(embed_hashes)
         for i in range(0, len(hashes), 500):
             part = hashes[i:i + 500]
             rows = self.db.execute(
-                f"SELECT embed_hash, vector FROM chunks WHERE embed_hash IN ({','.join('?' * len(part))})", part)
-            for h, blob in rows:
-                found[h] = np.frombuffer(blob, dtype=np.float32)
+                "SELECT embed_hash, vector, sentence_vectors FROM chunks "
+                f"WHERE embed_hash IN ({','.join('?' * len(part))})", part)
+            for h, blob, sentence_blob in rows:
+                vector = np.frombuffer(blob, dtype=np.float32)
+                found[h] = (vector, np.frombuffer(sentence_blob, dtype=np.float16).reshape(-1, len(vector)))
         return found
 
     def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import CORPUS_FILE
 from rag import RagError, ask
-from rag.answer import resolve_question
+from rag.answer import TUNING, resolve_question
 
 TEXT = CORPUS_FILE.read_text("utf-8")
 
@@ -31,7 +31,7 @@ def test_answers_cite_the_sentence_that_holds_the_answer(default_index, question
     answer = ask(question, index=default_index)
     assert not answer.abstained
     assert any(expected in c.text for c in answer.citations), [c.text for c in answer.citations]
-    assert len(answer.citations) <= 2
+    assert len(answer.citations) <= TUNING.max_sentences
     assert_citations_exact(answer)
     assert set(answer.timings) >= {"embed", "search", "compose", "total"}
 

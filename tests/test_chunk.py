@@ -67,6 +67,7 @@ def check_chunks(doc, chunks, count, chunk_tokens, overlap_tokens, max_tokens):
             assert c.start <= a < b <= c.end and a >= last
             assert text[a:b] == text[a:b].strip()
             last = b
+        assert [c.embed_text[a:b] for a, b in c.embed_spans] == [text[a:b] for a, b in c.sentences]
         if n:
             prev = chunks[n - 1]
             assert c.start > prev.start and c.end > prev.end  # always moves forward

@@ -136,7 +136,7 @@ def test_bad_files_are_reported_and_lose_nothing(settings, corpus):
     (corpus / "image.png").write_bytes(b"\x89PNG\r\n")
     index = Index.open(settings=settings)
     report = index.add([corpus])
-    failed = {Path(e.path.split(" line ")[0]).name: e.reason for e in report.failed}
+    failed = {Path(e.path).name: e.reason for e in report.failed}
     assert set(failed) == {"empty.txt", "binary.txt", "latin1.md", "broken.pdf", "bad.jsonl"}
     assert "empty" in failed["empty.txt"] and "binary" in failed["binary.txt"]
     assert "UTF-8" in failed["latin1.md"] and "JSON" in failed["bad.jsonl"]
@@ -144,6 +144,18 @@ def test_bad_files_are_reported_and_lose_nothing(settings, corpus):
     assert [Path(p).name for p in report.skipped] == ["image.png"]
     assert any(h.doc_id == "ok" for h in index.search("otters", k=3))
     assert {Path(f["path"]).name for f in index.status()["failed"]} == set(failed)
+    stored = {Path(f["path"]).name: f["reason"] for f in index.status()["failed"]}
+    assert stored["bad.jsonl"].startswith("line 2: invalid JSON")
+
+
+def test_jsonl_with_no_good_record_is_reported_whole_and_by_line(settings, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "allbad.jsonl").write_text('{"_id": "a"}\n["list"]\n')
+    report = Index.open(settings=settings).add([folder])
+    assert report.added == []
+    assert [(e.line, e.reason.split(" (")[0]) for e in report.failed] == [
+        (1, 'a record needs a "text" string'), (2, "a record must be a JSON object, not list"), (None, "no text to index")]
 
 
 def test_missing_faiss_file_is_rebuilt_from_sqlite(settings, corpus):
@@ -178,6 +190,57 @@ def test_other_model_or_chunker_is_refused(settings, corpus):
         Index.open(settings=settings.replace(model="some/other-model"))
     with pytest.raises(IndexMismatchError, match="chunk_tokens"):
         Index.open(settings=settings.replace(chunk_tokens=100)).add([corpus])
+
+
+def test_index_of_an_older_format_is_refused_with_the_rebuild_command(settings, corpus):
+    index = Index.open(settings=settings)
+    index.add([corpus])
+    with index.store.transaction() as db:
+        db.execute("UPDATE manifest SET value = '1' WHERE key = 'format_version'")
+    with pytest.raises(IndexMismatchError, match=r"format 1, this version reads 2; rebuild it: rag index --rebuild"):
+        Index.open(settings=settings)
+
+
+def test_span_vectors_are_the_mean_of_their_token_vectors(embedder):
+    import numpy as np
+
+    texts = ["Title line\nThe treaty was signed in 1997. NATO chiefs met in Madrid!", "One short sentence."]
+    spans = [[(11, 41), (42, 68)], [(0, 19)]]
+    vectors, span_vectors = embedder.encode_with_spans(texts, spans)
+    assert np.allclose(vectors, embedder.encode(texts), atol=1e-5)
+    assert [v.shape for v in span_vectors] == [(2, embedder.dim), (1, embedder.dim)]
+    # a span over the whole text: the normalized mean of every token vector but [CLS] and [SEP]
+    tokens = embedder.model.encode([texts[1]], output_value="token_embeddings")[0].float().numpy()[1:-1]
+    mean = tokens.mean(axis=0)
+    assert np.allclose(span_vectors[1][0], mean / np.linalg.norm(mean), atol=1e-5)
+    # each sentence's vector is nearer its own text, encoded alone, than the other sentence's
+    alone = embedder.encode([texts[0][a:b] for a, b in spans[0]])
+    similarity = span_vectors[0] @ alone.T
+    assert similarity[0, 0] > similarity[0, 1] and similarity[1, 1] > similarity[1, 0]
+
+
+def test_every_chunk_stores_a_vector_per_sentence_and_reuse_keeps_them(settings, corpus):
+    import numpy as np
+
+    index = Index.open(settings=settings)
+    index.add([corpus])
+    rows = index.store.db.execute("SELECT id, sentences, sentence_vectors FROM chunks").fetchall()
+    before = {}
+    for chunk_id, sentences, blob in rows:
+        vectors = np.frombuffer(blob, dtype=np.float16).reshape(len(json.loads(sentences)), -1)
+        assert vectors.shape[1] == index.embedder.dim
+        assert np.allclose(np.linalg.norm(vectors.astype(np.float32), axis=1), 1, atol=2e-3)
+        before[json.loads(sentences)[0][0]] = blob
+    hit = index.search("NATO chiefs", k=1)[0]
+    assert hit.sentence_vectors.shape == (len(hit.sentences), index.embedder.dim)
+    assert "sentence_vectors" not in hit.to_dict()
+    # a line added at the end: the chunks before it keep their vectors, sentence vectors included
+    with open(corpus / CORPUS_FILE.name, "a", encoding="utf-8") as f:
+        f.write("\nA closing line about the new embassy garden.\n")
+    report = index.add([corpus])
+    assert 0 < report.embedded < report.chunks
+    after = {json.loads(s)[0][0]: blob for s, blob in index.store.db.execute("SELECT sentences, sentence_vectors FROM chunks")}
+    assert sum(after.get(k) == v for k, v in before.items()) >= report.chunks - report.embedded
 
 
 def test_rebuild_swaps_in_a_fresh_index(settings, corpus):
@@ -240,7 +303,7 @@ def test_big_file_is_committed_in_parts_and_an_interrupted_run_resumes(settings,
         for i in range(40):
             f.write(json.dumps({"_id": f"d{i}", "title": f"Record {i}", "text": sentences[i % len(sentences)] + "."}) + "\n")
     monkeypatch.setattr(rag.index, "BATCH_CHUNKS", 8)
-    real_encode, calls = embedder.encode, []
+    real_encode, calls = embedder.encode_with_spans, []
 
     def encode_then_interrupt(texts, *args, **kwargs):
         calls.append(len(texts))
@@ -248,14 +311,14 @@ def test_big_file_is_committed_in_parts_and_an_interrupted_run_resumes(settings,
             raise KeyboardInterrupt
         return real_encode(texts, *args, **kwargs)
 
-    monkeypatch.setattr(embedder, "encode", encode_then_interrupt)
+    monkeypatch.setattr(embedder, "encode_with_spans", encode_then_interrupt)
     index = Index.open(settings=settings)
     with pytest.raises(KeyboardInterrupt):
         index.add([folder])
     partial = index.status()
     assert 0 < partial["documents"] < 40  # two parts were committed before the interrupt
     assert_consistent(Index.open(settings=settings))
-    monkeypatch.setattr(embedder, "encode", real_encode)
+    monkeypatch.setattr(embedder, "encode_with_spans", real_encode)
     resumed = index.add([folder])
     assert resumed.added == ["corpus.jsonl"] and index.status()["documents"] == 40
     assert resumed.embedded == resumed.chunks - partial["chunks"]  # the committed parts kept their vectors

@@ -126,7 +126,7 @@ def test_report_names_each_failure_with_its_reason():
     from rag import DocumentError, IngestReport
 
     report = IngestReport(added=["good.md"], failed=[DocumentError("/c/bad.pdf", "corrupt <PDF>"),
-                                                    DocumentError("/c/x.jsonl line 3", "invalid JSON")])
+                                                    DocumentError("/c/x.jsonl", "invalid JSON", line=3)])
     html = ui.render_report(report, rejected=[("tool.exe", "file type .exe is not accepted")])
     assert "<b>bad.pdf</b>: corrupt &lt;PDF&gt;" in html
     assert "<b>x.jsonl</b> line 3: invalid JSON" in html

@@ -384,7 +384,7 @@ class ChatApp:
         self.job.start("opening the index")
         try:
             self.corpus_dir.mkdir(parents=True, exist_ok=True)
-            self.index = Index.open(self.index_dir, settings=self.settings, create=True)
+            self.index = Index.open(self.index_dir, settings=self.settings, create=True, upgrade=True)
         except RagError as e:
             self.open_error = str(e)
         except Exception as e:  # noqa: BLE001 - the page must say why, not hang

@@ -179,11 +179,11 @@ def report(limit) -> str:
               rows) + "\n",
         f"- Pipeline overhead over the bare model: {overhead_cpu:+.0f}% CPU, {overhead:+.0f}% wall (trust the CPU "
         f"figure when the load columns differ: wall time follows the other workers; the work on top of encoding is "
-        f"sentence splitting and token counting, hashing, SQLite and FTS5 writes, "
-        f"FAISS build, and encode calls of {s.batch_size * 4} texts each, so length-sorting (padding) only within "
-        f"those).",
+        f"sentence splitting and token counting, hashing, a vector for every sentence (a second tokenization for "
+        f"character offsets and pooling the chunk's token vectors; no second forward pass), SQLite and FTS5 writes "
+        f"and the FAISS build).",
         f"- Index size on disk: {idx['size_bytes'] / 1e6:.1f} MB ({idx['size_bytes'] / max(idx['chunks'], 1) / 1024:.1f} KiB "
-        f"per chunk: text, vector in SQLite, FTS5, FAISS copy).",
+        f"per chunk: text, vector and float16 sentence vectors in SQLite, FTS5, FAISS copy).",
         f"- Re-run: {rerun['seconds']:.2f} s ({rerun['seconds'] / n * 100:.2f}% of the first run), "
         f"{rerun['embedded']} chunks embedded, model not loaded: unchanged files cost a hash.",
     ]

@@ -9,13 +9,14 @@
 from .answer import Answer, Citation, Sentence, ask
 from .chunk import Chunk
 from .config import Settings
-from .errors import DocumentError, IndexLockedError, IndexMismatchError, IndexNotFoundError, LLMError, RagError
+from .errors import (DocumentError, IndexFormatError, IndexLockedError, IndexMismatchError, IndexNotFoundError,
+                     LLMError, RagError)
 from .index import Index, IngestReport
 from .load import Document
 from .retrieve import Hit
 
 __all__ = [
     "Answer", "Chunk", "Citation", "Document", "DocumentError", "Hit", "Index", "IndexLockedError",
-    "IndexMismatchError", "IndexNotFoundError", "IngestReport", "LLMError", "RagError", "Sentence",
+    "IndexFormatError", "IndexMismatchError", "IndexNotFoundError", "IngestReport", "LLMError", "RagError", "Sentence",
     "Settings", "ask",
 ]

@@ -127,7 +127,8 @@ def ask(question: str, index=None, history=None, settings: Settings | None = Non
 
 
 def default_index(settings: Settings | None = None):
-    """The index at settings.index_dir, opened once per process and built from the corpus if empty."""
+    """The index at settings.index_dir, opened once per process and built from the corpus if empty (or
+    written by an older version)."""
     from .index import Index
 
     settings = settings or Settings.from_env()
@@ -135,7 +136,7 @@ def default_index(settings: Settings | None = None):
     with _default_lock:
         index = _default_indexes.get(key)
         if index is None:
-            index = Index.open(settings.index_dir, settings)
+            index = Index.open(settings.index_dir, settings, upgrade=True)
             if index.store.counts()["chunks"] == 0:
                 report = index.add([settings.corpus_dir])
                 if not report.added and not report.unchanged:

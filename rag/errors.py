@@ -23,6 +23,10 @@ class IndexMismatchError(RagError):
     """The index on disk was built with other settings (model, chunker, format)."""
 
 
+class IndexFormatError(IndexMismatchError):
+    """The index was written by another version of this code."""
+
+
 class IndexLockedError(RagError):
     """Another process is writing to the index."""
 

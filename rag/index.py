@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple
 from . import retrieve
 from .chunk import CHUNKER_VERSION, chunk_document
 from .config import Settings
-from .errors import DocumentError, IndexLockedError, IndexMismatchError, IndexNotFoundError
+from .errors import DocumentError, IndexFormatError, IndexLockedError, IndexMismatchError, IndexNotFoundError
 from .load import file_hash, find_files, load_file
 from .retrieve import Hit
 from .store import Store, build_faiss, load_faiss, save_faiss
@@ -76,14 +76,22 @@ class Index:
         self._reload_lock = threading.Lock()
 
     @classmethod
-    def open(cls, path=None, settings: Settings | None = None, create: bool = True) -> "Index":
+    def open(cls, path=None, settings: Settings | None = None, create: bool = True, upgrade: bool = False) -> "Index":
+        """With upgrade=True, an index written by an older version is emptied, for the next add() to rebuild."""
         settings = settings or Settings.from_env()
         index = cls(Path(path) if path is not None else settings.index_dir, settings)
         if not index.store.exists():
             if not create:
                 raise IndexNotFoundError(f"no index in {index.dir}; build one with: rag index PATH --index {index.dir}")
             index.store.create(index._wanted_manifest(with_dim=False))
-        index._check_manifest()
+        try:
+            index._check_manifest()
+        except IndexFormatError:
+            if not upgrade:
+                raise
+            with index._write_lock():
+                index.store.discard()
+                index.store.create(index._wanted_manifest(with_dim=False))
         return index
 
     # -- settings the index was built with --------------------------------------------------

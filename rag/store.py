@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import IndexMismatchError, RagError
+from .errors import IndexFormatError, RagError
 
 FORMAT_VERSION = 2  # 2: sentence vectors beside each chunk's vector
 DB_NAME = "rag.sqlite"
@@ -100,11 +100,18 @@ class Store:
             raise RagError(f"{self.db_path} is not a readable index ({e}); delete the folder and run rag index") from None
         manifest = {k: json.loads(v) for k, v in rows}
         if manifest.get("format_version") != FORMAT_VERSION:
-            raise IndexMismatchError(
+            raise IndexFormatError(
                 f"{self.dir} has index format {manifest.get('format_version')}, this version reads {FORMAT_VERSION}; "
                 f"rebuild it: rag index --rebuild --index {self.dir}"
             )
         return manifest
+
+    def discard(self) -> None:
+        """Delete the database and FAISS files (an index is derived data: the corpus rebuilds it)."""
+        self.close()
+        for path in [self.db_path, *(self.db_path.with_name(self.db_path.name + s) for s in ("-wal", "-shm")),
+                     *self.dir.glob("faiss-*.index")]:
+            path.unlink(missing_ok=True)
 
     def generation(self) -> int:
         return json.loads(self.db.execute("SELECT value FROM manifest WHERE key='generation'").fetchone()[0])

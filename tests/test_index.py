@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CORPUS_FILE, ROOT, shared_path
-from rag import Index, IndexLockedError, IndexMismatchError
+from rag import Index, IndexLockedError, IndexMismatchError, ask
 from rag.store import faiss_path
 
 
@@ -199,6 +199,10 @@ def test_index_of_an_older_format_is_refused_with_the_rebuild_command(settings, 
         db.execute("UPDATE manifest SET value = '1' WHERE key = 'format_version'")
     with pytest.raises(IndexMismatchError, match=r"format 1, this version reads 2; rebuild it: rag index --rebuild"):
         Index.open(settings=settings)
+    # the app's own index (the chat, ask() without an index) is rebuilt from the corpus instead
+    answer = ask("How many U.S. presidents has Putin outlasted?", settings=settings)
+    assert not answer.abstained and any("five U.S. presidents" in c.text for c in answer.citations)
+    assert Index.open(settings=settings).store.manifest()["format_version"] == 2
 
 
 def test_span_vectors_are_the_mean_of_their_token_vectors(embedder):

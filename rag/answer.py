@@ -118,8 +118,6 @@ def ask(question: str, index=None, history=None, settings: Settings | None = Non
             answer.note = note
     if answer is None:
         answer = extract(question, resolved, hits, query_vector[0], tuning or TUNING)
-    if on_token is not None and answer.mode == "extractive":
-        on_token(answer.text)
     timings["compose"] = time.perf_counter() - t
     answer.timings = {**timings, "total": sum(timings.values())}
     answer.resolved_question = resolved

@@ -175,16 +175,20 @@ def cmd_ask(args, settings: Settings) -> int:
     from .answer import ask
 
     index = _open_for_query(settings)
-    stream = settings.llm_url and not args.json
+    streamed = []
+
+    def show(token):  # the model's draft, as it comes; the verified answer follows it
+        streamed.append(token)
+        print(token, end="", flush=True)
+
     answer = ask(args.question, index=index, settings=settings,
-                 on_token=(lambda t: print(t, end="", flush=True)) if stream else None)
+                 on_token=show if settings.llm_url and not args.json else None)
     if args.json:
         print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
         return EXIT_OK
-    if stream:
+    if streamed:
         print()
-        if answer.mode == "generative":
-            print("verified:")
+        print("verified:" if answer.mode == "generative" else "extractive answer:")
     print(answer.text)
     if answer.note:
         print(f"({answer.note})")

@@ -53,6 +53,11 @@ def test_index_status_search_ask(workdir):
     assert "[1]" in lines[0]
     cited = [line for line in lines if line.startswith("[1] putin-diplomacy.txt chars ")]
     assert cited and "five U.S. presidents" in cited[0]
+    # an LLM server that is down: the extractive answer, printed once, and why
+    down = rag("ask", "How many U.S. presidents has Putin outlasted?", "--llm-url", "http://127.0.0.1:9/v1", env=env)
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.count("five U.S. presidents") == 2  # the answer line and its citation line
+    assert "(answered extractively: the language model failed" in down.stdout
     answer = json.loads(rag("ask", "How many U.S. presidents has Putin outlasted?", "--json", env=env).stdout)
     for c in answer["citations"]:
         assert text[c["start"]:c["end"]] == c["text"]

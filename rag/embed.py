@@ -78,34 +78,37 @@ class Embedder:
         if not self.tokenizer.is_fast:
             span_vectors = [self.encode([t[a:b] for a, b in s], batch_size) for t, s in zip(texts, spans)]
             return self.encode(texts, batch_size), span_vectors
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32), []
-        outputs = self.model.encode(list(texts), batch_size=batch_size, output_value=None, show_progress_bar=False)
-        offsets = self.tokenizer(list(texts), return_offsets_mapping=True, truncation=True,
-                                 max_length=int(self.model.max_seq_length))["offset_mapping"]
         vectors, span_vectors = [], []
-        for out, offs, text_spans in zip(outputs, offsets, spans):
-            tokens = out["token_embeddings"][:int(out["attention_mask"].sum())].float().numpy()
-            if len(offs) != len(tokens):
-                raise RagError(f"the tokenizer of {self.name!r} gives {len(offs)} offsets for {len(tokens)} tokens")
-            offs = np.asarray(offs).reshape(-1, 2)
-            real = offs[:, 1] > offs[:, 0]  # not [CLS], [SEP] or padding
-            tokens, offs = tokens[real], offs[real]
-            vector = out["sentence_embedding"].float().numpy()
-            vectors.append(vector)
-            if not len(tokens):
-                span_vectors.append(_normalized(np.tile(vector, (len(text_spans), 1))))
-                continue
-            sums = np.vstack([np.zeros((1, tokens.shape[1]), np.float32), np.cumsum(tokens, axis=0)])
-            rows = []
-            for a, b in text_spans:
-                i = int(np.searchsorted(offs[:, 1], a, side="right"))  # first token ending after a
-                j = max(int(np.searchsorted(offs[:, 0], b, side="left")), i + 1)  # first token starting at b
-                j = min(j, len(tokens))
-                i = min(i, j - 1)
-                rows.append((sums[j] - sums[i]) / (j - i))
-            span_vectors.append(_normalized(np.asarray(rows, dtype=np.float32).reshape(-1, tokens.shape[1])))
+        for i in range(0, len(texts), batch_size):  # one batch at a time: token vectors are big
+            batch = list(texts[i:i + batch_size])
+            outputs = self.model.encode(batch, batch_size=batch_size, output_value=None, show_progress_bar=False)
+            offsets = self.tokenizer(batch, return_offsets_mapping=True, truncation=True,
+                                     max_length=int(self.model.max_seq_length))["offset_mapping"]
+            for out, offs, text_spans in zip(outputs, offsets, spans[i:i + batch_size]):
+                tokens = out["token_embeddings"][:int(out["attention_mask"].sum())].float().numpy()
+                if len(offs) != len(tokens):
+                    raise RagError(f"the tokenizer of {self.name!r} gives {len(offs)} offsets for {len(tokens)} tokens")
+                vectors.append(out["sentence_embedding"].float().numpy())
+                span_vectors.append(_pool(tokens, np.asarray(offs).reshape(-1, 2), text_spans, vectors[-1]))
+        if not vectors:
+            return np.zeros((0, self.dim), dtype=np.float32), []
         return _normalized(np.asarray(vectors, dtype=np.float32)), span_vectors
+
+
+def _pool(tokens: np.ndarray, offsets: np.ndarray, spans, fallback: np.ndarray) -> np.ndarray:
+    """The normalized mean of the token vectors overlapping each (start, end) span."""
+    real = offsets[:, 1] > offsets[:, 0]  # not [CLS], [SEP] or padding
+    tokens, offsets = tokens[real], offsets[real]
+    if not len(tokens):
+        return _normalized(np.tile(fallback, (len(spans), 1)))
+    sums = np.vstack([np.zeros((1, tokens.shape[1]), np.float32), np.cumsum(tokens, axis=0)])
+    rows = []
+    for a, b in spans:
+        i = int(np.searchsorted(offsets[:, 1], a, side="right"))  # the first token ending after a
+        j = min(max(int(np.searchsorted(offsets[:, 0], b, side="left")), i + 1), len(tokens))  # first at or after b
+        i = min(i, j - 1)
+        rows.append((sums[j] - sums[i]) / (j - i))
+    return _normalized(np.asarray(rows, dtype=np.float32).reshape(-1, tokens.shape[1]))
 
 
 def _normalized(vectors: np.ndarray) -> np.ndarray:

@@ -223,6 +223,18 @@ def test_span_vectors_are_the_mean_of_their_token_vectors(embedder):
     assert similarity[0, 0] > similarity[0, 1] and similarity[1, 1] > similarity[1, 0]
 
 
+def test_a_tokenizer_without_offsets_gets_its_spans_encoded_alone(embedder, monkeypatch):
+    import types
+
+    import numpy as np
+
+    monkeypatch.setattr(embedder, "tokenizer", types.SimpleNamespace(is_fast=False))
+    texts, spans = ["The treaty was signed in 1997. NATO chiefs met in Madrid!"], [[(0, 30), (31, 57)]]
+    vectors, span_vectors = embedder.encode_with_spans(texts, spans)
+    assert np.allclose(vectors, embedder.encode(texts), atol=1e-5)
+    assert np.allclose(span_vectors[0], embedder.encode([texts[0][a:b] for a, b in spans[0]]), atol=1e-5)
+
+
 def test_every_chunk_stores_a_vector_per_sentence_and_reuse_keeps_them(settings, corpus):
     import numpy as np
 

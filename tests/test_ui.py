@@ -2,7 +2,8 @@
 
 The browser tests start the app on a free loopback port over a temporary copy of corpus/ and a
 fresh index, and drive it like a person: ask, click a marker, upload a file and ask about it,
-upload a broken PDF. Screenshots go to docs/screenshots/ (or $RAG_SCREENSHOT_DIR).
+upload a broken PDF. Screenshots go to $RAG_SCREENSHOT_DIR (RAG_SCREENSHOT_DIR=docs/screenshots
+refreshes the README's), else to a temporary folder: a test run leaves the working tree alone.
 They are skipped, saying why, when /usr/bin/chromium is absent (make browser installs it).
 """
 
@@ -13,6 +14,7 @@ import re
 import shutil
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,7 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--disable-quic", "--no-first-run",
 ]
-SHOTS = Path(os.environ.get("RAG_SCREENSHOT_DIR") or ROOT / "docs" / "screenshots")
+SHOTS = Path(os.environ.get("RAG_SCREENSHOT_DIR") or Path(tempfile.gettempdir()) / "rag-screenshots")
 
 PASSAGE = "Putin is a tactician. He’s outlasted five U.S. presidents & <b>eight</b> PMs. The end."
 CITED = "He’s outlasted five U.S. presidents & <b>eight</b> PMs."

@@ -198,8 +198,8 @@ def report(limit) -> str:
                    ["of which text extraction alone (pypdf)", "", pdf["extract_pages"], "", f"{pdf['extract_s']:.1f}",
                     f"{pdf['extract_cpu_s']:.1f}", f"{pdf['extract_pages'] / max(pdf['extract_s'], 1e-9):.1f}", "",
                     ""]]) + "\n",
-            "- Failed files are the encrypted test PDFs opened without their passwords and files with no text layer "
-            "or broken on purpose (reported, not fatal).",
+            "- Failed files are the encrypted test PDFs opened without their passwords, files with no text layer or "
+            "with text that comes out garbled, and files broken on purpose (reported, not fatal).",
         ]
     return "\n".join(out)
 

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import threading
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -164,6 +165,17 @@ def clean_pdf_text(text: str) -> str:
     return text.translate(_PDF_CLEAN)
 
 
+GARBLED_SHARE = 0.05  # of a page's characters unassigned or private-use: no real text has that many
+
+
+def garbled_share(text: str) -> float:
+    """How much of the text is unassigned or private-use code points: what a font without a Unicode
+    map gives (glyph ids read as characters). Text in any real script has next to none."""
+    chars = [c for c in text if not c.isspace()]
+    bad = sum(unicodedata.category(c) in ("Cn", "Co", "Cs") for c in chars)
+    return bad / len(chars) if chars else 0.0
+
+
 class _PypdfLog(logging.Handler):
     """pypdf reports the repairs it makes through logging; keep them off stderr, note them per file."""
 
@@ -245,6 +257,11 @@ def _read_pdf(path: Path, source: str, data: bytes, passwords: list[str], notes)
             text = clean_pdf_text(page.extract_text() or "")
         except Exception as e:  # one bad page must not lose the others
             failures.append(f"page {number}: {type(e).__name__}: {e}")
+            continue
+        share = garbled_share(text)
+        if share >= GARBLED_SHARE:  # citing it would quote garbage
+            failures.append(f"page {number}: its text comes out garbled ({share:.0%} of the characters are not "
+                            "real ones: a font without a Unicode map); OCR it")
             continue
         if text.strip():
             docs.append(Document(source=source, doc_id=source, text=text, page=number))

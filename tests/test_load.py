@@ -246,6 +246,7 @@ def test_pdf_without_xref_is_repaired():
         ("pypdf/imagemagick-CCITTFaxDecode.pdf", "image-only"),
         ("pdfminer/simple2.pdf", "no text"),
         ("pdfminer/scancode/patchelf.pdf", "no extractable text"),
+        ("pdfminer/jo.pdf", "garbled"),  # a CJK font without a Unicode map: glyph ids come out as text
     ],
 )
 def test_pdfs_without_text_fail_with_a_reason(name, reason):
@@ -253,6 +254,15 @@ def test_pdfs_without_text_fail_with_a_reason(name, reason):
         load(PDFS / name, PDFS)
     assert info.value.path == str(PDFS / name)
     assert reason in info.value.reason
+
+
+def test_garbled_share_tells_glyph_ids_from_text_in_any_script():
+    from rag.load import GARBLED_SHARE, garbled_share
+
+    for real in ["Hello world.", "Привет, мир.", "こんにちは世界。", "مرحبا بالعالم", "Γειά σου Κόσμε", "", "  "]:
+        assert garbled_share(real) == 0
+    assert garbled_share("\u0378\u09c5 Θ\u038b ং\u0382 ͨ͘ ") >= GARBLED_SHARE  # unassigned code points
+    assert garbled_share("Icons \ue001\ue002 mark the sections of this page, which is otherwise plain prose") < GARBLED_SHARE
 
 
 @needs_pdfs

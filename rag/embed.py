@@ -50,6 +50,11 @@ class Embedder:
             else self.model.get_sentence_embedding_dimension()
         self.max_tokens = int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
         self.tokenizer = self.model.tokenizer
+        # sentence vectors pooled from the chunk's token vectors need character offsets and a mean-pooling model
+        pooling = next((m for m in self.model if type(m).__name__ == "Pooling"), None)
+        mode = getattr(pooling, "pooling_mode", None)
+        mean = mode == "mean" or (mode is None and getattr(pooling, "pooling_mode_mean_tokens", False))
+        self.late_chunking = bool(getattr(self.tokenizer, "is_fast", False) and mean)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
@@ -73,9 +78,10 @@ class Embedder:
 
         A span's vector is the normalized mean of the token vectors that overlap it ("late chunking"):
         sentence vectors for the answerer at no extra model cost, and each one read in its context.
-        A tokenizer without character offsets (a "slow" one) gets its spans encoded on their own.
+        A model that does not mean-pool, or whose tokenizer gives no character offsets (a "slow" one),
+        gets its spans encoded on their own instead.
         """
-        if not self.tokenizer.is_fast:
+        if not self.late_chunking:
             span_vectors = [self.encode([t[a:b] for a, b in s], batch_size) for t, s in zip(texts, spans)]
             return self.encode(texts, batch_size), span_vectors
         vectors, span_vectors = [], []

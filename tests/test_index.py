@@ -223,12 +223,11 @@ def test_span_vectors_are_the_mean_of_their_token_vectors(embedder):
     assert similarity[0, 0] > similarity[0, 1] and similarity[1, 1] > similarity[1, 0]
 
 
-def test_a_tokenizer_without_offsets_gets_its_spans_encoded_alone(embedder, monkeypatch):
-    import types
-
+def test_without_late_chunking_spans_are_encoded_alone(embedder, monkeypatch):
     import numpy as np
 
-    monkeypatch.setattr(embedder, "tokenizer", types.SimpleNamespace(is_fast=False))
+    assert embedder.late_chunking  # all-MiniLM-L6-v2: mean pooling, a fast tokenizer
+    monkeypatch.setattr(embedder, "late_chunking", False)  # what a CLS-pooling model or a slow tokenizer gets
     texts, spans = ["The treaty was signed in 1997. NATO chiefs met in Madrid!"], [[(0, 30), (31, 57)]]
     vectors, span_vectors = embedder.encode_with_spans(texts, spans)
     assert np.allclose(vectors, embedder.encode(texts), atol=1e-5)

@@ -25,7 +25,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag import answer as answer_mod  # noqa: E402
 from rag.answer import TUNING, Tuning, ask, candidate_sentences, extract  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.index import Index  # noqa: E402

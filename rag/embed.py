@@ -82,8 +82,9 @@ class Embedder:
         gets its spans encoded on their own instead.
         """
         if not self.late_chunking:
-            span_vectors = [self.encode([t[a:b] for a, b in s], batch_size) for t, s in zip(texts, spans)]
-            return self.encode(texts, batch_size), span_vectors
+            alone = self.encode([t[a:b] for t, s in zip(texts, spans) for a, b in s], batch_size)
+            bounds = np.cumsum([0, *map(len, spans)])
+            return self.encode(texts, batch_size), [alone[x:y] for x, y in zip(bounds, bounds[1:])]
         vectors, span_vectors = [], []
         for i in range(0, len(texts), batch_size):  # one batch at a time: token vectors are big
             batch = list(texts[i:i + batch_size])

@@ -228,10 +228,12 @@ def test_without_late_chunking_spans_are_encoded_alone(embedder, monkeypatch):
 
     assert embedder.late_chunking  # all-MiniLM-L6-v2: mean pooling, a fast tokenizer
     monkeypatch.setattr(embedder, "late_chunking", False)  # what a CLS-pooling model or a slow tokenizer gets
-    texts, spans = ["The treaty was signed in 1997. NATO chiefs met in Madrid!"], [[(0, 30), (31, 57)]]
+    texts = ["The treaty was signed in 1997. NATO chiefs met in Madrid!", "One short sentence."]
+    spans = [[(0, 30), (31, 57)], [(0, 19)]]
     vectors, span_vectors = embedder.encode_with_spans(texts, spans)
     assert np.allclose(vectors, embedder.encode(texts), atol=1e-5)
-    assert np.allclose(span_vectors[0], embedder.encode([texts[0][a:b] for a, b in spans[0]]), atol=1e-5)
+    for text, text_spans, got in zip(texts, spans, span_vectors):
+        assert np.allclose(got, embedder.encode([text[a:b] for a, b in text_spans]), atol=1e-5)
 
 
 def test_every_chunk_stores_a_vector_per_sentence_and_reuse_keeps_them(settings, corpus):

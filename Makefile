@@ -43,4 +43,4 @@ bench: install-test
 	$(PY) bench/answers.py
 
 clean:
-	rm -rf $(VENV) index/*.sqlite* index/*.faiss
+	rm -rf $(VENV) index/*.sqlite* index/faiss-*.index index/.faiss-*.tmp

@@ -33,10 +33,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag.answer import TUNING, Tuning, ask, candidate_sentences, extract  # noqa: E402
+from rag.answer import TUNING, Tuning, ask, extract  # noqa: E402
+from rag.answer.extractive import candidate_sentences  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.index import Index  # noqa: E402
-from rag.retrieve import search  # noqa: E402
 
 XQUAD = ROOT.parent / "shared" / "bench-data" / "xquad" / "xquad.en.json"
 CACHE = ROOT / "bench" / ".cache"
@@ -44,7 +44,7 @@ OUT = ROOT / "bench" / "results" / "answers.md"
 TUNE_ARTICLES = range(0, 24)
 REPORT_ARTICLES = range(24, 48)
 # code whose change invalidates a cached index
-INDEX_CODE = ("chunk.py", "load.py", "index.py", "store.py", "embed.py", "config.py")
+INDEX_CODE = ("chunk.py", "load", "index.py", "store.py", "ann.py", "embed.py", "config.py", "model.py")
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -109,8 +109,10 @@ def build_index(name: str, records: list[dict], root: Path, log) -> Index:
 
 def cache_root(records: list[dict]) -> Path:
     h = hashlib.sha1(json.dumps(records, sort_keys=True).encode())
-    for f in INDEX_CODE:
-        h.update((ROOT / "rag" / f).read_bytes())
+    for name in INDEX_CODE:
+        path = ROOT / "rag" / name
+        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            h.update(f.read_bytes())
     root = CACHE / f"xquad-{h.hexdigest()[:12]}"
     return root
 
@@ -156,7 +158,7 @@ class Run:
 
 
 def retrieve_runs(index: Index, qs: list[Question], qvecs: dict[str, np.ndarray], settings: Settings) -> list[Run]:
-    return [Run(q, search(index, q.text.strip(), settings.k, settings.mode, query_vector=qvecs[q.qid][None, :]),
+    return [Run(q, index.search(q.text.strip(), settings.k, settings.mode, query_vector=qvecs[q.qid][None, :]),
                 qvecs[q.qid]) for q in qs]
 
 
@@ -407,7 +409,7 @@ def cpu_probe(index: Index, runs: list[Run], tuning: Tuning, sample: int = 150) 
             t0 = time.thread_time()
             qv = embedder.encode([q])
             t1 = time.thread_time()
-            hits = search(index, q, index.settings.k, index.settings.mode, query_vector=qv)
+            hits = index.search(q, index.settings.k, index.settings.mode, query_vector=qv)
             t2 = time.thread_time()
             extract(r.q.text, q, hits, qv[0], tuning)
             t3 = time.thread_time()

@@ -28,14 +28,16 @@ sys.path.insert(0, str(ROOT))
 
 from rag.chunk import split_sentences  # noqa: E402
 from rag.embed import get_embedder  # noqa: E402
-from rag.generate import Claim, _encode, build_windows, content_tokens, numbers_in  # noqa: E402
-from rag.retrieve import Hit  # noqa: E402
+from rag.answer.verify import Claim, build_windows, encode_cached  # noqa: E402
+from rag.model import Hit  # noqa: E402
+from rag.text import content_tokens, numbers_in  # noqa: E402
 
 XQUAD = ROOT.parent / "shared" / "bench-data" / "xquad" / "xquad.en.json"
 
 
 def paragraph_hit(i, context, title):
-    return Hit(i, f"p{i}", title, None, 0, len(context), context, 0.0, split_sentences(context), "")
+    return Hit(chunk_id=i, doc_id=f"p{i}", source=title, page=None, start=0, end=len(context), text=context, score=0.0,
+               sentences=split_sentences(context))
 
 
 GRID = [round(x, 1) for x in np.arange(0, 1.01, 0.1)]
@@ -75,7 +77,7 @@ def main(argv=None):
             article_of.append(a_i)
     hits = [paragraph_hit(i, p["context"], data[article_of[i]]["title"]) for i, p in enumerate(paras)]
     windows = build_windows(hits, emb)
-    para_vecs = _encode(emb, [p["context"] for p in paras])
+    para_vecs = encode_cached(emb, [p["context"] for p in paras])
 
     items = []  # (split, kind, claim, para index)
     for i, p in enumerate(paras):
@@ -96,13 +98,13 @@ def main(argv=None):
                 items.append((split, "swapped", f"{q} {rng.choice(wrong)}", i))
 
     claims = sorted({c for _, _, c, _ in items})
-    vec_of = dict(zip(claims, _encode(emb, claims)))
+    vec_of = dict(zip(claims, encode_cached(emb, claims)))
     feats = []
     for split, kind, claim, target in items:
         v = vec_of[claim]
         if kind == "hard":
             target = max(target, key=lambda j: float(v @ para_vecs[j]))
-        c = Claim(claim, content_tokens(claim), numbers_in(claim), v)
+        c = Claim(text=claim, tokens=content_tokens(claim), numbers=numbers_in(claim), vector=v)
         feats.append((split, kind, features(c, windows[target])))
 
     def scores(split, kind, w):

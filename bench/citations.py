@@ -2,7 +2,7 @@
 
 Corpus: the 240 XQuAD-en paragraphs as one JSONL file (the same cached index as bench/answers.py);
 questions: the 1,190 XQuAD-en questions, asked through rag.ask (extractive) and, where an
-OpenAI-compatible server is reachable, through rag.generate.generate_answer on the same hits.
+OpenAI-compatible server is reachable, through rag.answer.generate.generate_answer on the same hits.
 
 Definitions (ALCE, Gao et al. 2023, section 3.3; ../shared/bench-data/alce/paper/ALCE.pdf):
   citation recall     per statement (sentence): 1 iff it has at least one citation and the cited
@@ -13,7 +13,7 @@ Definitions (ALCE, Gao et al. 2023, section 3.3; ../shared/bench-data/alce/paper
                       (b) the other citations of the statement do; a statement that is not supported
                       gives its citations 0; averaged over the citations of an answer, then over answers
 ALCE's judge is an NLI model (T5-XXL TRUE); here the judge is the project's embedding-based support
-check (rag.generate: all-MiniLM-L6-v2 cosine + lexical overlap + numbers, threshold calibrated by
+check (rag.answer.verify: all-MiniLM-L6-v2 cosine + lexical overlap + numbers, threshold calibrated by
 bench/calibrate_support.py): evidence "supports" a statement when one window of 1-2 of its sentences,
 or the best windows of several cited pieces read together, scores >= SUPPORT_THRESHOLD.
 Evidence = the cited spans (the exact text each citation shows), stricter than ALCE's whole passages;
@@ -46,12 +46,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from answers import build_index, cache_root, corpus_records, load_xquad, questions_of, XQUAD  # noqa: E402
-from rag import generate  # noqa: E402
+from rag.answer import generate, reply, verify  # noqa: E402
 from rag.answer import ask  # noqa: E402
 from rag.chunk import split_sentences  # noqa: E402
 from rag.errors import LLMError  # noqa: E402
-from rag.generate import Claim, _joint_score, build_windows, content_tokens, numbers_in  # noqa: E402
-from rag.retrieve import Hit, search  # noqa: E402
+from rag.answer.verify import Claim, build_windows, encode_cached, joint_score  # noqa: E402
+from rag.model import Hit  # noqa: E402
+from rag.text import content_tokens, numbers_in  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "citations.md"
 REFERENCE = {"ChatGPT VANILLA 5-psg (ASQA, GTR, NLI judge)": (73.6, 72.5)}
@@ -67,13 +68,14 @@ class Judge:
 
     def windows(self, text: str):
         if text not in self._windows:
-            hit = Hit(0, "e", "e", None, 0, len(text), text, 0.0, split_sentences(text) or [(0, len(text))])
+            hit = Hit(chunk_id=0, doc_id="e", source="e", page=None, start=0, end=len(text), text=text, score=0.0,
+                      sentences=split_sentences(text) or [(0, len(text))])
             self._windows[text] = build_windows([hit], self.embedder)[0]
         return self._windows[text]
 
     def claim(self, sentence: str) -> Claim:
-        v = generate._encode(self.embedder, [sentence])[0]
-        return Claim(sentence, content_tokens(sentence), numbers_in(sentence), v)
+        v = encode_cached(self.embedder, [sentence])[0]
+        return Claim(text=sentence, tokens=content_tokens(sentence), numbers=numbers_in(sentence), vector=v)
 
     def supports(self, claim: Claim, pieces: list[str]) -> bool:
         if not pieces or not claim.tokens:
@@ -84,10 +86,10 @@ class Judge:
             if not ws:
                 continue
             scored = max(((claim.score(w), w) for w in ws), key=lambda x: x[0])
-            if scored[0] >= generate.SUPPORT_THRESHOLD:
+            if scored[0] >= verify.SUPPORT_THRESHOLD:
                 return True
             best.append(scored[1])
-        return len(best) > 1 and _joint_score(claim, best) >= generate.SUPPORT_THRESHOLD
+        return len(best) > 1 and joint_score(claim, best) >= verify.SUPPORT_THRESHOLD
 
 
 def alce_scores(statements: list[tuple[str, list[str] | None]], judge: Judge) -> tuple[float, float, int]:
@@ -126,7 +128,7 @@ def answer_statements(answer) -> list[tuple[str, list[str]]]:
 def raw_statements(raw: str, hits: list[Hit]) -> list[tuple[str, list[str | None]]]:
     """The unverified model reply: its sentences, each with the whole passages its markers name."""
     return [(text, [hits[n - 1].text if 1 <= n <= len(hits) else None for n in marks])
-            for text, marks in generate.reply_sentences(raw)]
+            for text, marks in reply.reply_sentences(raw)]
 
 
 def norm(s: str) -> str:
@@ -171,7 +173,7 @@ def score_generation(q, hits, raw, secs, judge, embedder):
     """(raw row, verified row) for one model reply: ALCE scores before and after verification."""
     rs = raw_statements(raw, hits)
     r, p, _ = alce_scores(rs, judge)
-    raw_abstained = generate._is_abstention(raw) or not rs
+    raw_abstained = reply.is_abstention(raw) or not rs
     raw_row = {"abstained": raw_abstained, "sentences": len(rs), "recall": r, "precision": p,
                "gold": (not raw_abstained) and has_gold(raw, q), "seconds": secs, "raw_sentences": len(rs)}
     a = generate.answer_from_reply(q.text, raw, hits, embedder)
@@ -197,7 +199,7 @@ def run_generative(index, qs, judge, url, key, timeout, max_tokens, log, save):
     Path(save).parent.mkdir(parents=True, exist_ok=True)
     with open(save, "w", encoding="utf-8") as out:
         for i, q in enumerate(qs):
-            hits = search(index, q.text, settings.k, settings.mode)
+            hits = index.search(q.text, settings.k, settings.mode)
             tokens: list[str] = []
             t = time.perf_counter()
             try:
@@ -353,8 +355,8 @@ def main(argv=None) -> int:
 
     lines = ["# Citation quality on XQuAD-en (ALCE citation recall / precision, embedding judge)", "",
              f"Corpus: the 240 XQuAD-en paragraphs; {len(qs)} questions; retrieval {index.settings.mode}, "
-             f"k={index.settings.k}. Judge: embedding support check (cosine weight {generate.COS_WEIGHT}, "
-             f"threshold {generate.SUPPORT_THRESHOLD}) over the exact cited spans; the raw-reply row judges "
+             f"k={index.settings.k}. Judge: embedding support check (cosine weight {verify.COS_WEIGHT}, "
+             f"threshold {verify.SUPPORT_THRESHOLD}) over the exact cited spans; the raw-reply row judges "
              "whole cited passages as ALCE does. Citation averages are over answered questions; "
              "'gold answer' is the share of all questions whose shown answer contains the gold answer string.",
              "",

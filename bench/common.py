@@ -206,15 +206,13 @@ def write_slice(target: Path, limit: int) -> Path:
 
 def chunk_docs(index) -> dict[int, str]:
     """chunk id -> SciFact doc id."""
-    rows = index.store.db.execute("SELECT c.id, d.doc_id FROM chunks c JOIN documents d ON d.id = c.document")
-    return {i: d for i, d in rows}
+    return {c.chunk_id: c.doc_id for c in index.store.chunks()}
 
 
 def chunk_texts(index) -> tuple[list[int], list[str]]:
     """(chunk ids, the text each chunk was embedded and keyword-indexed as: title, newline, text)."""
-    rows = index.store.db.execute(
-        "SELECT c.id, d.title, c.text FROM chunks c JOIN documents d ON d.id = c.document ORDER BY c.id").fetchall()
-    return [r[0] for r in rows], [f"{t}\n{x}" if t else x for _, t, x in rows]
+    chunks = index.store.chunks()
+    return [c.chunk_id for c in chunks], [f"{c.title}\n{c.text}" if c.title else c.text for c in chunks]
 
 
 # -- metrics ----------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ def phase_pdf(limit) -> dict:
     shutil.rmtree(target, ignore_errors=True)
     get_embedder(s.model)
     paths = [p for p in PDF_PATHS if p.exists()]
-    files = [f for f, _ in find_files(paths)[0] if f.suffix.lower() == ".pdf"]
+    files = [f for f, _ in find_files(paths).files if f.suffix.lower() == ".pdf"]
     index = Index.open(target, s)
     cpu = cpu_seconds()
     report = index.add(paths, prune=False)

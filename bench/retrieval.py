@@ -66,8 +66,8 @@ class Lists:
         vectors = index.embedder.encode(texts, index.settings.batch_size)
         self.dense, self.keyword = {}, {}
         for (qid, text), v in zip(queries.items(), vectors):
-            self.dense[qid] = retrieve.dense(index, text, DEPTH, v[None, :])
-            self.keyword[qid] = retrieve.bm25(index, text, DEPTH)
+            self.dense[qid] = retrieve.dense(index.faiss(), v[None, :], DEPTH)
+            self.keyword[qid] = retrieve.bm25(index.store, text, DEPTH)
         cache.write_bytes(pickle.dumps((self.dense, self.keyword)))
 
     def with_keyword(self, keyword_lists) -> "Lists":
@@ -78,7 +78,7 @@ class Lists:
 
 
 def simulated_search(lists: Lists, qid: str, k: int, mode: str, cfg: dict, fuse=retrieve.fuse):
-    """What rag.retrieve.search(index, query, k, mode) ranks, before it looks up the rows."""
+    """What Index.search(query, k, mode) ranks, before it looks up the rows."""
     if mode == "dense":
         return lists.dense[qid][:k]
     if mode == "bm25":

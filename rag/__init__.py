@@ -4,19 +4,21 @@
     answer = ask("How many U.S. presidents has Putin outlasted?")
     for c in answer.citations:
         print(c.n, c.source, c.page, c.start, c.end, c.text)
+
+The stages, in the order a document meets them: load -> chunk -> embed -> store (+ ann) -> retrieve
+-> answer. `model` holds the data they pass along, `index` ties them together, `cli` and `chat` are
+thin layers over `Index` and `ask`.
 """
 
-from .answer import Answer, Citation, Sentence, ask
-from .chunk import Chunk
+from .answer import ask
 from .config import Settings
 from .errors import (DocumentError, IndexFormatError, IndexLockedError, IndexMismatchError, IndexNotFoundError,
                      LLMError, RagError)
-from .index import Index, IngestReport
-from .load import Document
-from .retrieve import Hit
+from .index import Index, default_index
+from .model import Answer, Chunk, Citation, Document, Dropped, Hit, IngestReport, Sentence
 
 __all__ = [
-    "Answer", "Chunk", "Citation", "Document", "DocumentError", "Hit", "Index", "IndexLockedError",
-    "IndexFormatError", "IndexMismatchError", "IndexNotFoundError", "IngestReport", "LLMError", "RagError", "Sentence",
-    "Settings", "ask",
+    "Answer", "Chunk", "Citation", "Document", "DocumentError", "Dropped", "Hit", "Index", "IndexFormatError",
+    "IndexLockedError", "IndexMismatchError", "IndexNotFoundError", "IngestReport", "LLMError", "RagError",
+    "Sentence", "Settings", "ask", "default_index",
 ]

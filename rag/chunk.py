@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import re
 import statistics
-from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .load import Document
+from .model import Chunk, Document
 
 CountTokens = Callable[[Sequence[str]], list[int]]
 
@@ -51,29 +50,6 @@ _ENUMERATOR = re.compile(r"\(?(?:\d{1,3}(?:\.\d{1,3})*|[ivx]{1,4}|[IVX]{1,4}|[A-
 _LIST_ITEM = re.compile(r"(?:[-*•‣◦▪>|+]|\d{1,3}[.)]|[a-z][.)]|\(\w{1,3}\))\s")
 _CONNECTOR_END = re.compile(r"(?:[,;(/&\-–—]|\b(?:and|or|of|the|a|an|to|in|for|with|by|on|at|from|as))$")
 _PARAGRAPH_LINES = 130  # longer lines are paragraphs, not hard wraps
-
-
-@dataclass
-class Chunk:
-    source: str
-    doc_id: str
-    page: int | None
-    start: int
-    end: int
-    text: str
-    sentences: list[tuple[int, int]] = field(default_factory=list)  # absolute offsets, like start/end
-    title: str = ""
-
-    @property
-    def embed_text(self) -> str:
-        """What the model sees: the title gives a record's chunks their context."""
-        return f"{self.title}\n{self.text}" if self.title else self.text
-
-    @property
-    def embed_spans(self) -> list[tuple[int, int]]:
-        """The sentences as offsets into embed_text."""
-        shift = len(self.title) + 1 - self.start if self.title else -self.start
-        return [(a + shift, b + shift) for a, b in self.sentences]
 
 
 # --- sentences -------------------------------------------------------------------------------------
@@ -199,8 +175,8 @@ def chunk_document(
     chunks = []
     for i, j in groups:
         start, end = pieces[i][0], pieces[j - 1][1]
-        chunks.append(Chunk(doc.source, doc.doc_id, doc.page, start, end, text[start:end],
-                            [(a, b) for a, b, _ in pieces[i:j]], title))
+        chunks.append(Chunk(source=doc.source, doc_id=doc.doc_id, page=doc.page, start=start, end=end,
+                            text=text[start:end], sentences=[(a, b) for a, b, _ in pieces[i:j]], title=title))
     return chunks
 
 

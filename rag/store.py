@@ -1,23 +1,22 @@
-"""Stage 4, store: SQLite is the one source of truth; the FAISS file is a cache rebuilt from it.
+"""Stage 4, store: SQLite is the one source of truth, and this module is the one door into it.
 
 SQLite holds files, documents (their exact text), chunks with their vectors, the FTS5 keyword
-index and the manifest, all changed in one transaction per batch. Each commit bumps a
-generation number; the FAISS index is written as `faiss-<generation>.index` (temp file, then
-rename) after the commit. A crash between the two leaves a stale or missing FAISS file, which
-the next open notices and rebuilds from the vectors in SQLite, so the two can never disagree.
+index, the manifest and the failures, all changed in one transaction per batch; each commit bumps
+a generation number that the vector index (rag/ann.py) is keyed by. Every SQL statement of the
+project is in this file. Reads return documented shapes: Hit objects, dicts, tuples of arrays.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from .errors import IndexFormatError, RagError
+from .errors import IndexFormatError, IndexNotFoundError, RagError
+from .model import Hit
 
 FORMAT_VERSION = 2  # 2: sentence vectors beside each chunk's vector
 DB_NAME = "rag.sqlite"
@@ -58,11 +57,13 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(body, tokenize='porter 
 CREATE TABLE IF NOT EXISTS failures (path TEXT PRIMARY KEY, reason TEXT NOT NULL, at REAL NOT NULL);
 """
 
-HIT_COLUMNS = """c.id, d.doc_id, d.source, d.page, c.start, c.end, c.text, c.sentences, d.title, c.sentence_vectors"""
+
+_HIT_COLUMNS = "c.id, d.doc_id, d.source, d.page, c.start, c.end, c.text, c.sentences, d.title, c.sentence_vectors"
 
 
 class Store:
-    """SQLite connections per thread (WAL: readers see the last commit while a writer works)."""
+    """One index folder's database. Connections are per thread; WAL lets readers see the last commit
+    while one writer works. Writes happen inside `with store.transaction() as tx:` and take `tx`."""
 
     def __init__(self, directory: Path):
         self.dir = Path(directory)
@@ -70,7 +71,7 @@ class Store:
         self._local = threading.local()
 
     @property
-    def db(self) -> sqlite3.Connection:
+    def _db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
@@ -81,21 +82,35 @@ class Store:
         return conn
 
     def exists(self) -> bool:
-        return self.db_path.exists()
+        """Is there a committed index here? A database file whose schema never committed (a first
+        build killed in its first instant) is no index yet: create() finishes it."""
+        if not self.db_path.exists():
+            return False
+        try:
+            return self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'manifest'").fetchone() is not None \
+                and self._db.execute("SELECT 1 FROM manifest WHERE key = 'generation'").fetchone() is not None
+        except sqlite3.DatabaseError as e:
+            raise RagError(f"{self.db_path} is not a readable index ({e}); delete the folder and run rag index") from None
 
     def create(self, manifest: dict) -> None:
+        """The schema and manifest, in one transaction; a no-op on an index that has them."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with self.transaction() as db:
+        with self.transaction() as tx:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
-                    db.execute(statement)
-            if not db.execute("SELECT 1 FROM manifest").fetchone():
+                    tx.execute(statement)
+            if not tx.execute("SELECT 1 FROM manifest WHERE key = 'generation'").fetchone():
                 manifest = {**manifest, "format_version": FORMAT_VERSION, "generation": 0}
-                db.executemany("INSERT INTO manifest VALUES (?, ?)", [(k, json.dumps(v)) for k, v in manifest.items()])
+                tx.executemany("INSERT OR REPLACE INTO manifest VALUES (?, ?)",
+                               [(k, json.dumps(v)) for k, v in manifest.items()])
 
     def manifest(self) -> dict:
+        """{model, dim, chunk_tokens, overlap_tokens, chunker, format_version, generation, ...}."""
+        if not self.exists():
+            raise IndexNotFoundError(f"no index yet in {self.dir}; build one with: rag index --index {self.dir}")
         try:
-            rows = self.db.execute("SELECT key, value FROM manifest").fetchall()
+            rows = self._db.execute("SELECT key, value FROM manifest").fetchall()
         except sqlite3.DatabaseError as e:
             raise RagError(f"{self.db_path} is not a readable index ({e}); delete the folder and run rag index") from None
         manifest = {k: json.loads(v) for k, v in rows}
@@ -107,64 +122,69 @@ class Store:
         return manifest
 
     def discard(self) -> None:
-        """Delete the database and FAISS files (an index is derived data: the corpus rebuilds it)."""
+        """Delete the database (an index is derived data: the corpus rebuilds it)."""
         self.close()
-        for path in [self.db_path, *(self.db_path.with_name(self.db_path.name + s) for s in ("-wal", "-shm")),
-                     *self.dir.glob("faiss-*.index")]:
-            path.unlink(missing_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            self.db_path.with_name(self.db_path.name + suffix).unlink(missing_ok=True)
 
     def generation(self) -> int:
-        return json.loads(self.db.execute("SELECT value FROM manifest WHERE key='generation'").fetchone()[0])
+        """The number of the last commit: it names the vector index file that matches it."""
+        return json.loads(self._db.execute("SELECT value FROM manifest WHERE key='generation'").fetchone()[0])
 
-    def transaction(self):
-        return _Transaction(self.db)
+    def transaction(self) -> "_Transaction":
+        return _Transaction(self._db)
 
     # -- writes (inside a transaction) --------------------------------------------------------
 
-    def remove_file(self, db, path: str) -> int:
+    def set_manifest(self, tx, key: str, value) -> None:
+        tx.execute("INSERT OR REPLACE INTO manifest VALUES (?, ?)", (key, json.dumps(value)))
+
+    def remove_file(self, tx, path: str) -> int:
         """Delete a file's documents, chunks and keyword rows; return how many chunks went."""
-        ids = [r[0] for r in db.execute(
+        ids = [r[0] for r in tx.execute(
             "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document WHERE d.path = ?", (path,))]
-        db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
-        db.execute("DELETE FROM files WHERE path = ?", (path,))  # cascades to documents and chunks
+        tx.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+        tx.execute("DELETE FROM files WHERE path = ?", (path,))  # cascades to documents and chunks
         return len(ids)
 
-    def insert_file(self, db, path, source, hash_, size, now) -> None:
-        db.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?)", (path, source, hash_, size, now))
+    def insert_file(self, tx, path: str, source: str, hash_: str, size: int, now: float) -> None:
+        tx.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?)", (path, source, hash_, size, now))
 
-    def set_file_hash(self, db, path, hash_) -> None:
-        db.execute("UPDATE files SET hash = ? WHERE path = ?", (hash_, path))
+    def set_file_hash(self, tx, path: str, hash_: str) -> None:
+        tx.execute("UPDATE files SET hash = ? WHERE path = ?", (hash_, path))
 
-    def insert_documents(self, db, path, documents) -> None:
+    def insert_documents(self, tx, path: str, documents) -> None:
         """`documents` is a list of (Document, [(Chunk, (vector, sentence vectors), embed_hash), ...])."""
         for doc, chunks in documents:
-            doc_row = db.execute(
+            doc_row = tx.execute(
                 "INSERT INTO documents (path, source, doc_id, page, title, text) VALUES (?, ?, ?, ?, ?, ?)",
                 (path, doc.source, doc.doc_id, doc.page, doc.title, doc.text),
             ).lastrowid
             for chunk, (vector, sentence_vectors), embed_hash in chunks:
-                chunk_id = db.execute(
+                chunk_id = tx.execute(
                     "INSERT INTO chunks (document, start, end, text, sentences, embed_hash, vector, sentence_vectors) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (doc_row, chunk.start, chunk.end, chunk.text, json.dumps(chunk.sentences), embed_hash,
                      np.asarray(vector, dtype=np.float32).tobytes(),
                      np.asarray(sentence_vectors, dtype=np.float16).tobytes()),
                 ).lastrowid
-                db.execute("INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)", (chunk_id, chunk.embed_text))
+                tx.execute("INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)", (chunk_id, chunk.embed_text))
 
-    def bump_generation(self, db) -> int:
-        generation = json.loads(db.execute("SELECT value FROM manifest WHERE key='generation'").fetchone()[0]) + 1
-        db.execute("UPDATE manifest SET value = ? WHERE key = 'generation'", (json.dumps(generation),))
+    def bump_generation(self, tx) -> int:
+        generation = json.loads(tx.execute("SELECT value FROM manifest WHERE key='generation'").fetchone()[0]) + 1
+        self.set_manifest(tx, "generation", generation)
         return generation
 
-    def set_failures(self, db, paths_seen, failures, now) -> None:
-        db.executemany("DELETE FROM failures WHERE path = ?", [(p,) for p in paths_seen])
-        db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)", [(p, r, now) for p, r in failures])
+    def set_failures(self, tx, paths_seen, failures, now: float) -> None:
+        """Forget the old failures of `paths_seen`, record `failures` as (path, reason) pairs."""
+        tx.executemany("DELETE FROM failures WHERE path = ?", [(p,) for p in paths_seen])
+        tx.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)", [(p, r, now) for p, r in failures])
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def file_hashes(self) -> dict[str, str]:
-        return dict(self.db.execute("SELECT path, hash FROM files"))
+    def files(self) -> dict[str, dict]:
+        """{absolute path: {"source", "hash"}} of every indexed file."""
+        return {p: {"source": s, "hash": h} for p, s, h in self._db.execute("SELECT path, source, hash FROM files")}
 
     def vectors_for(self, embed_hashes) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """(vector, sentence vectors) of chunks already stored, by embed hash."""
@@ -172,7 +192,7 @@ class Store:
         hashes = list(embed_hashes)
         for i in range(0, len(hashes), 500):
             part = hashes[i:i + 500]
-            rows = self.db.execute(
+            rows = self._db.execute(
                 "SELECT embed_hash, vector, sentence_vectors FROM chunks "
                 f"WHERE embed_hash IN ({','.join('?' * len(part))})", part)
             for h, blob, sentence_blob in rows:
@@ -181,34 +201,58 @@ class Store:
         return found
 
     def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
+        """(ids int64 (n,), vectors float32 (n, dim)) of every chunk, by id."""
+        rows = self._db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return ids, vectors
 
-    def hits(self, ids) -> dict[int, tuple]:
-        ids = [int(i) for i in ids]
+    def hits(self, ranked: list[tuple[int, float]]) -> list[Hit]:
+        """Hits for (chunk id, score) pairs, in the given order; ids no longer stored are left out."""
+        ids = [int(i) for i, _ in ranked]
         if not ids:
-            return {}
-        rows = self.db.execute(
-            f"SELECT {HIT_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.document "
-            f"WHERE c.id IN ({','.join('?' * len(ids))})", ids).fetchall()
-        return {r[0]: r for r in rows}
+            return []
+        rows = {r[0]: r for r in self._db.execute(
+            f"SELECT {_HIT_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.document "
+            f"WHERE c.id IN ({','.join('?' * len(ids))})", ids)}
+        return [_hit(rows[int(i)], score) for i, score in ranked if int(i) in rows]
 
-    def keyword_search(self, match: str, limit: int) -> list[tuple[int, float]]:
-        rows = self.db.execute(
+    def keyword_search(self, words: list[str], limit: int) -> list[tuple[int, float]]:
+        """BM25 over the chunks for any of `words` (quoted: FTS5 syntax in them is text): (id, score),
+        best first, higher is better."""
+        if not words:
+            return []
+        match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+        rows = self._db.execute(
             "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
             (match, limit)).fetchall()
         return [(r[0], -r[1]) for r in rows]
 
     def document_text(self, source: str, doc_id: str, page) -> str | None:
-        row = self.db.execute(
+        """The stored text a citation's offsets point into."""
+        row = self._db.execute(
             "SELECT text FROM documents WHERE source = ? AND doc_id = ? AND page IS ?", (source, doc_id, page)
         ).fetchone()
         return row[0] if row else None
 
+    def documents(self, source: str | None = None) -> list[dict]:
+        """{"id", "path", "source", "doc_id", "page", "title", "text"} of every document (of one source)."""
+        sql = "SELECT id, path, source, doc_id, page, title, text FROM documents"
+        rows = self._db.execute(sql + (" WHERE source = ? ORDER BY id" if source else " ORDER BY id"),
+                                (source,) if source else ())
+        keys = ("id", "path", "source", "doc_id", "page", "title", "text")
+        return [dict(zip(keys, r)) for r in rows]
+
+    def chunks(self, source: str | None = None) -> list[Hit]:
+        """Every stored chunk (of one source) as a Hit with score 0, by id."""
+        sql = f"SELECT {_HIT_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.document"
+        rows = self._db.execute(sql + (" WHERE d.source = ? ORDER BY c.id" if source else " ORDER BY c.id"),
+                                (source,) if source else ())
+        return [_hit(r, 0.0) for r in rows]
+
     def counts(self) -> dict:
-        db = self.db
+        """{"files", "documents", "pages", "chunks"}."""
+        db = self._db
         return {
             "files": db.execute("SELECT count(*) FROM files").fetchone()[0],
             "documents": db.execute("SELECT count(*) FROM (SELECT DISTINCT source, doc_id FROM documents)").fetchone()[0],
@@ -217,7 +261,8 @@ class Store:
         }
 
     def failures(self) -> list[dict]:
-        return [{"path": p, "reason": r} for p, r in self.db.execute("SELECT path, reason FROM failures ORDER BY path")]
+        """{"path", "reason"} of the files the last runs could not index."""
+        return [{"path": p, "reason": r} for p, r in self._db.execute("SELECT path, reason FROM failures ORDER BY path")]
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -232,7 +277,7 @@ class _Transaction:
     def __init__(self, db):
         self.db = db
 
-    def __enter__(self):
+    def __enter__(self) -> sqlite3.Connection:
         self.db.execute("BEGIN IMMEDIATE")
         return self.db
 
@@ -241,50 +286,9 @@ class _Transaction:
         return False
 
 
-# -- the FAISS cache ----------------------------------------------------------------------------
-
-def faiss_path(directory: Path, generation: int) -> Path:
-    return Path(directory) / f"faiss-{generation}.index"
-
-
-def build_faiss(ids: np.ndarray, vectors: np.ndarray, dim: int, hnsw_threshold: int):
-    """Exact inner-product search for small corpora; HNSW past the threshold, where exact gets slow."""
-    import faiss
-
-    if len(ids) >= hnsw_threshold:
-        inner = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        inner.hnsw.efConstruction = 80
-        inner.hnsw.efSearch = 128
-    else:
-        inner = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIDMap2(inner)
-    if len(ids):
-        index.add_with_ids(vectors, ids)
-    return index
-
-
-def save_faiss(index, directory: Path, generation: int) -> None:
-    """Temp file, fsync, rename: a reader never sees half a file."""
-    import faiss
-
-    final = faiss_path(directory, generation)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    faiss.write_index(index, str(tmp))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-    for old in Path(directory).glob("faiss-*.index"):
-        if old != final:
-            old.unlink(missing_ok=True)
-
-
-def load_faiss(directory: Path, generation: int):
-    import faiss
-
-    path = faiss_path(directory, generation)
-    if not path.exists():
-        return None
-    try:
-        return faiss.read_index(str(path))
-    except RuntimeError:
-        return None
+def _hit(row, score: float) -> Hit:
+    chunk_id, doc_id, source, page, start, end, text, sentences, title, sentence_vectors = row
+    spans = [tuple(s) for s in json.loads(sentences)]
+    vectors = np.frombuffer(sentence_vectors, dtype=np.float16).astype(np.float32).reshape(len(spans), -1)
+    return Hit(chunk_id=chunk_id, doc_id=doc_id, source=source, page=page, start=start, end=end, text=text,
+               score=float(score), sentences=spans, title=title, sentence_vectors=vectors)

@@ -16,28 +16,23 @@ import pytest
 
 from conftest import CORPUS_FILE, ROOT, shared_path
 from rag import Index, IndexLockedError, IndexMismatchError, ask
-from rag.store import faiss_path
-
-
-def chunk_rows(index: Index):
-    return index.store.db.execute(
-        "SELECT d.source, d.doc_id, d.page, d.text, c.start, c.end, c.text, c.sentences, c.id "
-        "FROM chunks c JOIN documents d ON d.id = c.document").fetchall()
+from rag.ann import faiss_path
 
 
 def assert_exact(index: Index):
-    rows = chunk_rows(index)
-    assert rows
-    for source, doc_id, page, text, start, end, chunk_text, sentences, _ in rows:
-        assert chunk_text == text[start:end], (source, page, start, end)
-        for a, b in json.loads(sentences):
-            assert start <= a < b <= end
+    chunks = index.store.chunks()
+    assert chunks
+    for c in chunks:
+        text = index.store.document_text(c.source, c.doc_id, c.page)
+        assert c.text == text[c.start:c.end], (c.source, c.page, c.start, c.end)
+        for a, b in c.sentences:
+            assert c.start <= a < b <= c.end
             assert text[a:b].strip() == text[a:b]
 
 
 def assert_consistent(index: Index):
     """FAISS ids and SQLite rows agree."""
-    ids = {r[0] for r in index.store.db.execute("SELECT id FROM chunks")}
+    ids = {c.chunk_id for c in index.store.chunks()}
     faiss_index = index.faiss()
     assert faiss_index.ntotal == len(ids)
     import faiss
@@ -63,9 +58,9 @@ def test_offsets_exact_for_txt_md_jsonl_and_pdf(settings, corpus, tmp_path):
     md = (corpus / "notes.md").read_bytes().decode("utf-8")
     assert index.store.document_text("notes.md", "notes.md", None) == md
     assert index.store.document_text("putin-diplomacy.txt", "putin-diplomacy.txt", None) == CORPUS_FILE.read_text("utf-8")
-    docs = dict(index.store.db.execute("SELECT doc_id, title FROM documents WHERE source = 'records.jsonl'").fetchall())
+    docs = {d["doc_id"]: d["title"] for d in index.store.documents("records.jsonl")}
     assert docs == {"r1": "First", "7": ""}
-    pages = [r[0] for r in index.store.db.execute("SELECT page FROM documents WHERE source='ALCE.pdf' ORDER BY page")]
+    pages = sorted(d["page"] for d in index.store.documents("ALCE.pdf"))
     assert pages[0] == 1 and len(pages) > 5 and pages == sorted(set(pages))
     from pypdf import PdfReader
 
@@ -81,8 +76,8 @@ def test_offsets_exact_for_txt_md_jsonl_and_pdf(settings, corpus, tmp_path):
 def test_no_chunk_is_cut_by_the_model(settings, corpus, embedder):
     index = Index.open(settings=settings)
     index.add([corpus])
-    for source, doc_id, page, text, start, end, chunk_text, *_ in chunk_rows(index):
-        assert embedder.count_tokens([chunk_text])[0] <= embedder.max_tokens
+    for c in index.store.chunks():
+        assert embedder.count_tokens([c.text])[0] <= embedder.max_tokens
 
 
 def test_incremental_reindex(settings, corpus):
@@ -103,9 +98,7 @@ def test_incremental_reindex(settings, corpus):
         f.write("A new paragraph about penguins, which live far from the island.\n")
     changed = index.add([corpus])
     assert changed.added == ["sub/other.txt"] and changed.unchanged == 1
-    putin_chunks = index.store.db.execute(
-        "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.document WHERE d.source='putin-diplomacy.txt'"
-    ).fetchone()[0]
+    putin_chunks = len(index.store.chunks("putin-diplomacy.txt"))
     assert 0 < changed.embedded < changed.chunks or changed.embedded == changed.chunks == 1
     assert changed.embedded < putin_chunks + changed.chunks
     assert any("penguins" in h.text for h in index.search("penguins", k=3))
@@ -173,7 +166,7 @@ def test_second_writer_is_refused_and_readers_keep_answering(settings, corpus, t
     index.add([corpus])
     reader = Index.open(settings=settings)
     before = reader.search("NATO chiefs", k=1)[0].chunk_id
-    with index._write_lock():
+    with index.write_lock():
         with pytest.raises(IndexLockedError, match="being written by pid"):
             Index.open(settings=settings).add([corpus])
         assert reader.search("NATO chiefs", k=1)[0].chunk_id == before
@@ -195,8 +188,8 @@ def test_other_model_or_chunker_is_refused(settings, corpus):
 def test_index_of_an_older_format_is_refused_with_the_rebuild_command(settings, corpus):
     index = Index.open(settings=settings)
     index.add([corpus])
-    with index.store.transaction() as db:
-        db.execute("UPDATE manifest SET value = '1' WHERE key = 'format_version'")
+    with index.store.transaction() as tx:
+        index.store.set_manifest(tx, "format_version", 1)
     with pytest.raises(IndexMismatchError, match=r"format 1, this version reads 2; rebuild it: rag index --rebuild"):
         Index.open(settings=settings)
     # the app's own index (the chat, ask() without an index) is rebuilt from the corpus instead
@@ -241,13 +234,11 @@ def test_every_chunk_stores_a_vector_per_sentence_and_reuse_keeps_them(settings,
 
     index = Index.open(settings=settings)
     index.add([corpus])
-    rows = index.store.db.execute("SELECT id, sentences, sentence_vectors FROM chunks").fetchall()
     before = {}
-    for chunk_id, sentences, blob in rows:
-        vectors = np.frombuffer(blob, dtype=np.float16).reshape(len(json.loads(sentences)), -1)
-        assert vectors.shape[1] == index.embedder.dim
-        assert np.allclose(np.linalg.norm(vectors.astype(np.float32), axis=1), 1, atol=2e-3)
-        before[json.loads(sentences)[0][0]] = blob
+    for c in index.store.chunks():
+        assert c.sentence_vectors.shape == (len(c.sentences), index.embedder.dim)
+        assert np.allclose(np.linalg.norm(c.sentence_vectors, axis=1), 1, atol=2e-3)
+        before[c.sentences[0][0]] = c.sentence_vectors
     hit = index.search("NATO chiefs", k=1)[0]
     assert hit.sentence_vectors.shape == (len(hit.sentences), index.embedder.dim)
     assert "sentence_vectors" not in hit.to_dict()
@@ -256,8 +247,8 @@ def test_every_chunk_stores_a_vector_per_sentence_and_reuse_keeps_them(settings,
         f.write("\nA closing line about the new embassy garden.\n")
     report = index.add([corpus])
     assert 0 < report.embedded < report.chunks
-    after = {json.loads(s)[0][0]: blob for s, blob in index.store.db.execute("SELECT sentences, sentence_vectors FROM chunks")}
-    assert sum(after.get(k) == v for k, v in before.items()) >= report.chunks - report.embedded
+    after = {c.sentences[0][0]: c.sentence_vectors for c in index.store.chunks()}
+    assert sum(k in after and np.array_equal(after[k], v) for k, v in before.items()) >= report.chunks - report.embedded
 
 
 def test_rebuild_swaps_in_a_fresh_index(settings, corpus):

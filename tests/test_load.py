@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from rag.errors import DocumentError
-from rag.load import Document, clean_pdf_text, file_hash, find_files, load_file
+from rag.load import Document, LoadOptions, file_hash, find_files, load_file
+from rag.load.pdf import GARBLED_SHARE, clean_pdf_text, garbled_share
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = (REPO / "../shared/bench-data").resolve()
@@ -23,7 +24,7 @@ needs_pdfs = pytest.mark.skipif(
 
 def load(path, root=None, passwords=()):
     path = Path(path)
-    return list(load_file(path, root or path.parent, passwords))
+    return list(load_file(path, root or path.parent, LoadOptions(passwords=list(passwords))))
 
 
 def docs_of(items):
@@ -154,7 +155,7 @@ def test_jsonl_real_scifact_records_load():
     if not corpus.is_file():
         pytest.skip(f"SciFact corpus not found at {corpus}")
     head = b"".join(corpus.open("rb").readlines()[:50])
-    items = list(load_file(corpus, corpus.parent, ()))  # the whole file: 5,183 records
+    items = list(load_file(corpus, corpus.parent))  # the whole file: 5,183 records
     docs = docs_of(items)
     assert len(docs) == 5183 and len(items) == 5183
     for line, doc in zip(head.decode("utf-8").splitlines(), docs):
@@ -257,7 +258,6 @@ def test_pdfs_without_text_fail_with_a_reason(name, reason):
 
 
 def test_garbled_share_tells_glyph_ids_from_text_in_any_script():
-    from rag.load import GARBLED_SHARE, garbled_share
 
     for real in ["Hello world.", "Привет, мир.", "こんにちは世界。", "مرحبا بالعالم", "Γειά σου Κόσμε", "", "  "]:
         assert garbled_share(real) == 0
@@ -367,7 +367,7 @@ def test_every_bench_pdf_loads_or_fails_clearly():
     for path in files:
         name = path.relative_to(PDFS).as_posix()
         try:
-            items = list(load_file(path, PDFS, passwords))
+            items = list(load_file(path, PDFS, LoadOptions(passwords=list(passwords))))
         except DocumentError as e:
             assert e.path == str(path) and e.reason, name
             failed[name] = e.reason
@@ -414,11 +414,11 @@ def test_find_files_skips_hidden_and_unsupported(tmp_path):
     (tmp_path / ".git" / "x.md").write_text("x")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "d.jsonl").write_text("{}")
-    found, skipped = find_files([tmp_path])
+    found, skipped, failed = find_files([tmp_path])
     assert [(f.relative_to(tmp_path).as_posix(), root) for f, root in found] == [
         ("a.txt", tmp_path), ("b.PDF", tmp_path), ("sub/d.jsonl", tmp_path)]
     assert skipped == [tmp_path / "c.csv"]
-    assert find_files([tmp_path / "a.txt"]) == ([(tmp_path / "a.txt", tmp_path)], [])
+    assert find_files([tmp_path / "a.txt"]) == ([(tmp_path / "a.txt", tmp_path)], [], [])
     with pytest.raises(DocumentError, match="no such file"):
         find_files([tmp_path / "nope"])
 

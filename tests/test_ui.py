@@ -13,16 +13,15 @@ import os
 import re
 import shutil
 import socket
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from conftest import ROOT
 
-import ui  # noqa: E402
+from rag import chat
+from rag.chat import render, uploads
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -57,7 +56,7 @@ def make_answer(abstained=False, page=None, offset=100):
 
 
 def test_markers_become_links_to_their_sources_and_the_text_is_escaped():
-    md = ui.render_answer_markdown(make_answer())
+    md = render.render_answer_markdown(make_answer())
     assert '<a href="#src-1" class="rag-cite"' in md
     assert "[7]" not in md.replace("\\[7\\]", "")  # a marker with no citation stays plain text
     assert "<b>" not in md and "&lt;b&gt;" in md
@@ -67,20 +66,20 @@ def test_markers_become_links_to_their_sources_and_the_text_is_escaped():
 
 def test_earlier_answers_keep_their_own_anchors():
     turns = [{"question": "one?", "answer": make_answer()}, {"question": "two?", "answer": make_answer()}]
-    chat = ui.render_chat(turns)
+    chat = render.render_chat(turns)
     assert [m["role"] for m in chat] == ["user", "assistant", "user", "assistant"]
     assert 'href="#src-1-1"' in chat[1]["content"]
     assert 'href="#src-1"' in chat[3]["content"]
-    panel = ui.render_panel(turns)
+    panel = render.render_panel(turns)
     assert 'id="src-1"' in panel and 'id="src-1-1"' in panel
-    assert ui.history_for(turns) == [
+    assert render.history_for(turns) == [
         {"role": "user", "content": "one?"}, {"role": "assistant", "content": turns[0]["answer"]["text"]},
         {"role": "user", "content": "two?"}, {"role": "assistant", "content": turns[1]["answer"]["text"]},
     ]
 
 
 def test_the_cited_sentence_is_highlighted_inside_its_passage():
-    html = ui.render_sources(make_answer(page=3), file_url=lambda source, page: f"gradio_api/file=/c/{source}#page={page}")
+    html = render.render_sources(make_answer(page=3), file_url=lambda source, page: f"gradio_api/file=/c/{source}#page={page}")
     assert 'id="src-1"' in html
     assert "<mark>He’s outlasted five U.S. presidents &amp; &lt;b&gt;eight&lt;/b&gt; PMs.</mark>" in html
     assert "Putin is a tactician. <mark>" in html and "</mark> The end." in html
@@ -94,34 +93,34 @@ def test_the_cited_sentence_is_highlighted_inside_its_passage():
 def test_offsets_that_do_not_fit_the_passage_still_show_the_cited_text():
     answer = make_answer()
     answer["citations"][0]["start"] += 1
-    html = ui.render_sources(answer)
+    html = render.render_sources(answer)
     assert "<mark>He’s outlasted" in html and "tactician" not in html
     assert "open</a>" not in html  # no file_url, no link
 
 
 def test_an_abstention_says_so_and_lists_the_closest_passages():
     answer = make_answer(abstained=True)
-    html = ui.render_sources(answer)
+    html = render.render_sources(answer)
     assert "No answer" in html
     assert 'id="src-related"' in html and "Closest related passages (1)" in html
     assert "&lt;b&gt;eight" in html and "<mark>" not in html
-    md = ui.render_answer_markdown(answer)
+    md = render.render_answer_markdown(answer)
     assert 'href="#src-related"' in md and "can't" in md
 
 
 def test_upload_names_and_checks(tmp_path):
-    assert ui.safe_filename("../../etc/passwd") == "passwd"
-    assert ui.safe_filename("..\\..\\boot.ini") == "boot.ini"
-    assert ui.safe_filename(".notes.md") == "notes.md"  # stored visible: the indexer skips hidden files
-    assert ui.safe_filename("..") is None and ui.safe_filename(" / ") is None
-    assert ui.safe_filename("my notes <1>.md") == "my notes _1_.md"
+    assert uploads.safe_filename("../../etc/passwd") == "passwd"
+    assert uploads.safe_filename("..\\..\\boot.ini") == "boot.ini"
+    assert uploads.safe_filename(".notes.md") == "notes.md"  # stored visible: the indexer skips hidden files
+    assert uploads.safe_filename("..") is None and uploads.safe_filename(" / ") is None
+    assert uploads.safe_filename("my notes <1>.md") == "my notes _1_.md"
     f = tmp_path / "a.txt"
     f.write_text("hello", encoding="utf-8")
-    assert ui.check_upload(f, "a.txt", 100) is None
-    assert "too large" in ui.check_upload(f, "a.txt", 3)
-    assert "not accepted" in ui.check_upload(f, "a.html", 100)
-    assert ui.inside(tmp_path / "x" / ".." / "a.txt", tmp_path)
-    assert not ui.inside(tmp_path / ".." / "a.txt", tmp_path)
+    assert uploads.check_upload(f, "a.txt", 100) is None
+    assert "too large" in uploads.check_upload(f, "a.txt", 3)
+    assert "not accepted" in uploads.check_upload(f, "a.html", 100)
+    assert uploads.inside(tmp_path / "x" / ".." / "a.txt", tmp_path)
+    assert not uploads.inside(tmp_path / ".." / "a.txt", tmp_path)
 
 
 def test_report_names_each_failure_with_its_reason():
@@ -129,7 +128,7 @@ def test_report_names_each_failure_with_its_reason():
 
     report = IngestReport(added=["good.md"], failed=[DocumentError("/c/bad.pdf", "corrupt <PDF>"),
                                                     DocumentError("/c/x.jsonl", "invalid JSON", line=3)])
-    html = ui.render_report(report, rejected=[("tool.exe", "file type .exe is not accepted")])
+    html = render.render_report(report, rejected=[("tool.exe", "file type .exe is not accepted")])
     assert "<b>bad.pdf</b>: corrupt &lt;PDF&gt;" in html
     assert "<b>x.jsonl</b> line 3: invalid JSON" in html
     assert "<b>tool.exe</b>: file type .exe" in html
@@ -137,20 +136,20 @@ def test_report_names_each_failure_with_its_reason():
 
 
 def test_status_line():
-    line = ui.render_status({"documents": 1, "files": 1, "chunks": 8, "model": "all-MiniLM-L6-v2", "size_bytes": 2048})
+    line = render.render_status({"documents": 1, "files": 1, "chunks": 8, "model": "all-MiniLM-L6-v2", "size_bytes": 2048})
     assert "<b>1</b> document " in line and "<b>8</b> chunks" in line and "all-MiniLM-L6-v2" in line
-    busy = ui.render_status(None, {"running": True, "label": "indexing uploads", "stage": "embedding", "done": 3, "total": 9})
+    busy = render.render_status(None, {"running": True, "label": "indexing uploads", "stage": "embedding", "done": 3, "total": 9})
     assert "indexing uploads: embedding 3/9" in busy
 
 
 def test_command_line_options(monkeypatch):
     monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
     monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
-    args = ui.parse_args([])
+    args = chat.parse_args([])
     assert (args.host, args.port, args.share, args.index, args.corpus) == ("127.0.0.1", 7860, False, None, None)
     monkeypatch.setenv("GRADIO_SERVER_PORT", "8123")
-    assert ui.parse_args([]).port == 8123
-    args = ui.parse_args(["--index", "i", "--corpus", "c", "--host", "0.0.0.0", "--port", "9000", "--share"])
+    assert chat.parse_args([]).port == 8123
+    args = chat.parse_args(["--index", "i", "--corpus", "c", "--host", "0.0.0.0", "--port", "9000", "--share"])
     assert (args.index, args.corpus, args.host, args.port, args.share) == ("i", "c", "0.0.0.0", 9000, True)
 
 
@@ -181,8 +180,8 @@ def served(tmp_path_factory, embedder, browser):
     root = tmp_path_factory.mktemp("ui")
     shutil.copytree(ROOT / "corpus", root / "corpus")
     settings = Settings.from_env(environ={}, index_dir=root / "index", corpus_dir=root / "corpus", quiet=True)
-    demo = ui.build_app(settings)
-    _, url, _ = ui.launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True)
+    demo = chat.build_app(settings)
+    _, url, _ = chat.launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True)
     yield url, demo.rag_app, root
     demo.close()
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import shutil
 import socket
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from conftest import ROOT
 
-import ui  # noqa: E402
+from rag import chat
+from rag.chat import render
 
 QUESTION = "How many U.S. presidents has Putin outlasted?"
 UPLOAD_LIMIT_MB = 0.05  # 51 KB: small, so the limit itself can be tested
@@ -34,8 +33,8 @@ def served(tmp_path_factory, embedder):
     root = tmp_path_factory.mktemp("ui-api")
     shutil.copytree(ROOT / "corpus", root / "corpus")
     settings = Settings.from_env(environ={}, index_dir=root / "index", corpus_dir=root / "corpus", quiet=True)
-    demo = ui.build_app(settings, max_upload_mb=UPLOAD_LIMIT_MB)
-    _, url, _ = ui.launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True)
+    demo = chat.build_app(settings, max_upload_mb=UPLOAD_LIMIT_MB)
+    _, url, _ = chat.launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True)
     app = demo.rag_app
     assert app.wait_ready(), "the index never became ready"
     assert not app.open_error, app.open_error
@@ -219,6 +218,6 @@ def test_a_pdf_answer_names_its_page_and_links_to_it(served, client, tmp_path):
     assert (c["source"], c["page"]) == ("bridges.pdf", 2)
     pages = {d.page: d.text for d in load_file(app.corpus_dir / "bridges.pdf", app.corpus_dir)}
     assert pages[2][c["start"] : c["end"]] == c["text"] and "1911" in c["text"]
-    html = ui.render_sources(answer, file_url=app.file_url)
+    html = render.render_sources(answer, file_url=app.file_url)
     assert "page 2" in html
     assert 'bridges.pdf#page=2" target="_blank"' in html

@@ -1,157 +1,25 @@
-"""Stage 1, load: files on disk become Documents whose text is exactly what later offsets point into.
+"""PDF: one Document per page (1-based page numbers), text by pypdf.
 
-A Document is one citable unit of text: a text or Markdown file, one JSONL record, or one PDF page.
-Every failure is a DocumentError that names the file (and the line, for JSONL) and says why.
+Encrypted files open with the empty password or a given one; broken cross-reference tables are
+repaired; a page whose text comes out garbled (a font without a Unicode map) is reported, not indexed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import io
 import logging
-import os
 import threading
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .errors import DocumentError
+from ..errors import DocumentError
+from ..model import Document
 
-SUFFIXES = (".txt", ".md", ".markdown", ".pdf", ".jsonl")
+SUFFIXES = (".pdf",)
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Document:
-    source: str  # path relative to the folder that was indexed
-    doc_id: str  # the JSONL record id, else the source
-    text: str  # offsets of chunks and citations index into this string
-    page: int | None = None  # 1-based PDF page, None for other files
-    title: str = ""
-
-
-def find_files(paths) -> tuple[list[tuple[Path, Path]], list[Path]]:
-    """Expand files and folders (recursively) into (file, root) pairs; also return skipped files.
-
-    `root` is the folder a source name is relative to. Hidden files and folders are skipped.
-    """
-    found, skipped = [], []
-    for p in map(Path, paths):
-        if p.is_dir():
-            for dirpath, dirnames, filenames in os.walk(p):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
-                    f = Path(dirpath) / name
-                    if name.startswith("."):
-                        continue
-                    if f.suffix.lower() in SUFFIXES:
-                        found.append((f, p))
-                    else:
-                        skipped.append(f)
-        elif p.is_file():
-            found.append((p, p.parent))
-        else:
-            raise DocumentError(p, "no such file or folder")
-    return found, skipped
-
-
-def file_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def load_file(path: Path, root: Path, passwords=()) -> Iterator[Document | DocumentError]:
-    """Yield the file's Documents; per-record problems come back as DocumentError items.
-
-    A problem with the whole file raises DocumentError instead. `passwords` are tried, after the
-    empty one, on encrypted PDFs.
-    """
-    path = Path(path)
-    source = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise DocumentError(path, f"unsupported file type {suffix or '(none)'}; use one of {', '.join(SUFFIXES)}")
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise DocumentError(path, f"cannot read: {e.strerror or e}") from None
-    if not data.strip():
-        raise DocumentError(path, "empty file (no text)" if data else "empty file (0 bytes)")
-    if suffix == ".pdf":
-        yield from _load_pdf(path, source, data, passwords)
-    elif suffix == ".jsonl":
-        yield from _load_jsonl(path, source, _decode(path, data))
-    else:
-        yield Document(source=source, doc_id=source, text=_decode(path, data))
-
-
-# --- text ------------------------------------------------------------------------------------------
-
-
-def _decode(path: Path, data: bytes) -> str:
-    """UTF-8 exactly as stored (newlines untouched, a leading BOM dropped); anything else is an error."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise DocumentError(path, "UTF-16 text, not UTF-8; convert it, e.g. iconv -f utf-16 -t utf-8")
-    if data.startswith(b"%PDF-"):
-        raise DocumentError(path, "a PDF file with a text file's name; rename it to .pdf")
-    if b"\x00" in data:
-        raise DocumentError(path, "binary file (contains NUL bytes), not text")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise DocumentError(
-            path, f"not valid UTF-8 (byte {e.start}, line {line}); convert it, e.g. iconv -f latin1 -t utf-8"
-        ) from None
-
-
-def _load_jsonl(path: Path, source: str, text: str) -> Iterator[Document | DocumentError]:
-    """One record a line, BEIR layout: {"_id" or "id", "title"?, "text"}.
-
-    Lines are split at "\\n" only: U+2028 and friends are legal inside JSON strings.
-    """
-    seen: dict[str, int] = {}
-    loaded = bad = 0
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        problem = None
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            problem = f"invalid JSON ({e.msg} at column {e.colno})"
-        else:
-            if not isinstance(record, dict):
-                problem = f"a record must be a JSON object, not {type(record).__name__}"
-            elif not isinstance(record.get("text"), str):
-                problem = 'a record needs a "text" string'
-        if problem is None:
-            doc_id = record.get("_id", record.get("id"))
-            if doc_id is None or doc_id == "":
-                doc_id = f"{source}:{lineno}"
-            elif not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
-                problem = f'"_id"/"id" must be a string or an integer, not {type(doc_id).__name__}'
-            doc_id = str(doc_id)
-        if problem is None:
-            if doc_id in seen:
-                problem = f"duplicate id {doc_id!r} (first on line {seen[doc_id]}); this record is skipped"
-            elif not record["text"].strip():
-                problem = f"record {doc_id!r} has empty text"
-        if problem is not None:
-            bad += 1
-            if not loaded and bad >= 20:
-                raise DocumentError(path, f"not JSON Lines: the first {bad} records all fail ({problem})")
-            yield DocumentError(path, problem, line=lineno)
-            continue
-        seen[doc_id] = lineno
-        title = record.get("title")
-        title = title if isinstance(title, str) else "" if title is None else str(title)
-        loaded += 1
-        yield Document(source=source, doc_id=doc_id, text=record["text"], title=title.strip())
-
-
-# --- PDF -------------------------------------------------------------------------------------------
 
 # Ligatures become letters (the tokenizer and BM25 know "fi", not "ﬁ"); stray control characters
 # (bad font maps) become spaces. Offsets refer to this cleaned page text.
@@ -196,21 +64,19 @@ def _quiet_pypdf() -> None:
         logger.propagate = False
 
 
-def _load_pdf(path: Path, source: str, data: bytes, passwords) -> Iterator[Document | DocumentError]:
+def load(path: Path, source: str, data: bytes, options) -> Iterator[Document | DocumentError]:
     if b"%PDF-" not in data[:1024]:
         raise DocumentError(path, f"not a PDF file (it starts with {data[:8]!r}, not %PDF-)")
     _quiet_pypdf()
     _PypdfLog.local.notes = notes = []
     try:
-        docs = _read_pdf(path, source, data, list(passwords or ()), notes)
+        docs = _read_pdf(path, source, data, list(options.passwords), notes)
     finally:
         _PypdfLog.local.notes = None
     yield from docs
 
 
 def _open_pdf(path, data: bytes, notes):
-    import io
-
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 

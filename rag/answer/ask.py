@@ -1,0 +1,53 @@
+"""`ask`: the one function behind the CLI, the chat and scripts. Resolve the question against the
+conversation, embed it once, retrieve, then answer: generated and verified when an LLM server is
+configured and answers, extractive otherwise."""
+
+from __future__ import annotations
+
+import time
+
+from ..config import Settings
+from ..errors import LLMError, RagError
+from ..index import Index, default_index
+from ..model import Answer
+from .extractive import TUNING, Tuning, extract
+from .followup import resolve_question
+
+
+def ask(question: str, index: Index | None = None, history=None, settings: Settings | None = None, on_token=None,
+        k: int | None = None, mode: str | None = None, tuning: Tuning | None = None) -> Answer:
+    """Answer from the index, every sentence cited to an exact span, or abstain.
+
+    With no index, the default one (settings.index_dir) is used, built from settings.corpus_dir
+    on first use. `history` is the conversation so far as {"role", "content"} dicts. `on_token`
+    receives the LLM's text as it streams (generative answers only).
+    """
+    if not question or not question.strip():
+        raise RagError("the question is empty; ask something about your documents")
+    if index is None:
+        index = default_index(settings)
+    settings = settings or index.settings
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    resolved = resolve_question(question, history)
+    query_vector = index.embed_query(resolved)
+    timings["embed"] = time.perf_counter() - t
+    t = time.perf_counter()
+    hits = index.search(resolved, k, mode, query_vector=query_vector)
+    timings["search"] = time.perf_counter() - t
+    t = time.perf_counter()
+    answer = None
+    if settings.llm_url and hits:
+        from .generate import generate_answer
+
+        try:
+            answer = generate_answer(question, hits, settings, index.embedder, on_token=on_token, history=history)
+        except LLMError as e:
+            answer = extract(question, resolved, hits, query_vector[0], tuning or TUNING)
+            answer.note = f"answered extractively: the language model failed ({e})"
+    if answer is None:
+        answer = extract(question, resolved, hits, query_vector[0], tuning or TUNING)
+    timings["compose"] = time.perf_counter() - t
+    answer.timings = {**timings, "total": sum(timings.values())}
+    answer.resolved_question = resolved
+    return answer

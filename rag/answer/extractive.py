@@ -1,0 +1,117 @@
+"""Stage 6, answer (extractive): cite the one to few sentences of the passages that answer, or abstain.
+
+No language model: every word of the answer is a sentence of the documents, cited to its exact span.
+The sentence vectors were stored with the chunks, so answering costs no model call.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ..model import ABSTAIN_TEXT, Answer, Citation, Hit, Sentence
+from ..text import keywords, stem, words
+
+@dataclass(kw_only=True)
+class Tuning:
+    """The extractive answerer's knobs, chosen on XQuAD articles 0-23 (bench/answers.py --tune)."""
+
+    lexical_weight: float = 0.5  # weight of the idf-weighted question-word overlap beside embedding similarity
+    passage_penalty: float = 0.1  # subtracted from sentences outside the top-ranked passage
+    answer_type_weight: float = 0.1  # bonus for a number ("how many"), a date ("when"), a name ("who")
+    second_margin: float = 0.25  # further sentences are cited only if they score this close to the best
+    max_sentences: int = 3
+    duplicate_cosine: float = 0.95  # sentences this similar to one already cited are left out
+    abstain_below: float = 0.5  # best sentence score under which the answer abstains
+
+
+TUNING = Tuning()
+
+
+class Candidate(NamedTuple):
+    passage: int  # index into the hits
+    start: int
+    end: int
+    text: str  # == the document text[start:end]
+    vector: np.ndarray  # made with the chunk, in its context
+
+
+def candidate_sentences(hits: list[Hit]) -> list[Candidate]:
+    """Each distinct sentence of the passages, an exact slice, with its stored vector."""
+    seen, out = set(), []
+    for p, hit in enumerate(hits):
+        for (a, b), vector in zip(hit.sentences, hit.sentence_vectors):
+            key = (hit.source, hit.doc_id, hit.page, a, b)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(Candidate(p, a, b, hit.text[a - hit.start:b - hit.start], vector))
+    return out
+
+
+def extract(question: str, resolved: str, hits: list[Hit], query_vector, tuning: Tuning) -> Answer:
+    """Cite the one to few sentences that best answer the question, or abstain.
+
+    A sentence scores its cosine to the question, plus the idf-weighted share of the question's words
+    it holds (idf over the candidate sentences), plus a bonus when it holds the kind of thing asked for,
+    minus a penalty outside the top passage. The sentence vectors were stored with the chunks: no model
+    call here.
+    """
+    candidates = candidate_sentences(hits)
+    if not candidates:
+        return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, passages=hits)
+    q_words = {stem(w) for w in keywords(resolved)}
+    s_words = [{stem(w) for w in words(c.text)} for c in candidates]
+    n = len(candidates)
+    idf = {w: math.log((n + 1) / (sum(w in s for s in s_words) + 0.5)) for w in q_words}
+    total_idf = sum(idf.values())
+    # what the question asks for: a number, a date, a name
+    q_low = resolved.lower()
+    wants_number = re.search(r"\bhow (many|much|long|old|far|large|big|tall|often|high|fast)\b"
+                             r"|\bwhat (percentage|percent|proportion|number|amount)\b", q_low)
+    wants_date = re.search(r"\bwhen\b|\b(what|which|in what|in which) (year|century|decade|date|month|day)\b", q_low)
+    wants_name = re.search(r"\b(who|whom|whose)\b", q_low)
+    q_all = set(words(resolved))
+
+    def holds_answer_type(text: str) -> bool:
+        if wants_number and re.search(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+                                      r"twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen|half)\b",
+                                      text, re.I):
+            return True
+        if wants_date and re.search(r"\b(1\d{3}|20\d\d|\d{1,4}s|\d{1,2}(st|nd|rd|th) century|January|February|"
+                                    r"March|April|May|June|July|August|September|October|November|December)\b", text):
+            return True
+        return bool(wants_name) and any(m.group(0).lower() not in q_all
+                                        for m in re.finditer(r"\b[A-Z][a-z]+", text[1:]))
+
+    cosine = np.stack([c.vector for c in candidates]) @ np.asarray(query_vector, dtype=np.float32)
+    scores = []
+    for c, sentence_words, cos in zip(candidates, s_words, cosine):
+        overlap = sum(idf[w] for w in q_words & sentence_words) / total_idf if total_idf else 0.0
+        score = float(cos) + tuning.lexical_weight * overlap - (tuning.passage_penalty if c.passage > 0 else 0.0)
+        if tuning.answer_type_weight and holds_answer_type(c.text):
+            score += tuning.answer_type_weight
+        scores.append(score)
+    order = sorted(range(len(candidates)), key=lambda i: -scores[i])
+    best = order[0]
+    if scores[best] < tuning.abstain_below:
+        return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, passages=hits)
+    chosen = [best]
+    for i in order[1:]:
+        if len(chosen) >= tuning.max_sentences or scores[i] < scores[best] - tuning.second_margin:
+            break
+        if all(float(candidates[i].vector @ candidates[j].vector) < tuning.duplicate_cosine for j in chosen):
+            chosen.append(i)
+    citations, sentences = [], []
+    for n, i in enumerate(chosen, 1):
+        c = candidates[i]
+        hit = hits[c.passage]
+        citations.append(Citation(n=n, source=hit.source, doc_id=hit.doc_id, page=hit.page, start=c.start, end=c.end,
+                                  text=c.text, score=round(scores[i], 4), passage=c.passage))
+        sentences.append(Sentence(text=f"{c.text} [{n}]", citations=[n]))
+    return Answer(question=question, text=" ".join(s.text for s in sentences), abstained=False, citations=citations,
+                  passages=hits, sentences=sentences)

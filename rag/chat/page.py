@@ -1,0 +1,181 @@
+"""The page: layout and wiring of the chat window, launching it, and its command line.
+
+    python ui.py [--index index/] [--corpus corpus/] [--host 127.0.0.1] [--port 7860] [--share]
+
+One page: a multi-turn chat whose answers carry markers [n]; beside it the sources panel, where each
+citation shows its file, page and character range and the cited sentence highlighted inside its
+passage (click a marker to bring it into view); uploads into the corpus, indexed incrementally;
+the index status with a re-index button; settings for k and the retrieval mode. The same answers
+are served to scripts by the named API endpoint `ask` (gradio_client: client.predict(q, api_name="/ask")).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..config import MODES, Settings
+from ..errors import RagError
+from ..load import SUFFIXES
+from .app import MAX_K, ChatApp
+from .render import render_panel
+from .uploads import MAX_UPLOAD_MB
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def _static(name: str) -> str:
+    return (STATIC / name).read_text(encoding="utf-8")
+
+
+def build_app(settings, max_upload_mb: float = MAX_UPLOAD_MB) -> "gr.Blocks":
+    """The chat window over settings.index_dir and settings.corpus_dir; start-up indexing begins now."""
+    import gradio as gr
+
+    app = ChatApp(settings, max_upload_mb=max_upload_mb)
+    with gr.Blocks(title="Ask your documents") as demo:
+        demo.rag_app = app  # for launch() and tests
+        gr.Markdown("## Ask your documents\nAnswers cite the exact sentences they come from: click a marker [n] to check it.")
+        with gr.Row(equal_height=True, elem_id="rag-docbar"):
+            status = gr.HTML(app.status_html(), elem_id="rag-status", scale=4)
+            upload_btn = gr.UploadButton(
+                "Add documents",
+                elem_id="rag-upload",
+                file_count="multiple",
+                file_types=list(SUFFIXES),
+                type="filepath",
+                size="sm",
+                scale=0,
+                min_width=150,
+            )
+            reindex_btn = gr.Button("Re-index", elem_id="rag-reindex", size="sm", scale=0, min_width=110)
+        upload_log = gr.HTML("", elem_id="rag-upload-log")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=360):
+                chatbot = gr.Chatbot(
+                    elem_id="rag-chat",
+                    label="Chat",
+                    height=540,
+                    latex_delimiters=[],
+                    feedback_options=None,
+                    buttons=["copy"],
+                    placeholder="Ask something your documents answer, e.g. *How many U.S. presidents has Putin outlasted?*",
+                )
+                with gr.Row(equal_height=True):
+                    question = gr.Textbox(
+                        elem_id="rag-question",
+                        show_label=False,
+                        placeholder="Ask a question and press Enter",
+                        scale=5,
+                        lines=1,
+                        max_lines=4,
+                        autofocus=True,
+                    )
+                    ask_btn = gr.Button("Ask", variant="primary", elem_id="rag-ask", scale=1, min_width=80)
+                with gr.Row(equal_height=False):
+                    clear_btn = gr.Button("New conversation", size="sm", elem_id="rag-clear", scale=0, min_width=160)
+                with gr.Accordion("Settings", open=False):
+                    k = gr.Slider(1, MAX_K, value=min(settings.k, MAX_K), step=1, label="Passages to retrieve (k)", elem_id="rag-k")
+                    mode = gr.Radio(
+                        list(MODES),
+                        value=settings.mode,
+                        label="Retrieval mode",
+                        info="hybrid = meaning (dense) + keywords (BM25)",
+                        elem_id="rag-mode",
+                    )
+            with gr.Column(scale=2, min_width=320):
+                gr.Markdown("### Sources")
+                sources = gr.HTML(render_panel([]), elem_id="rag-sources")
+        turns = gr.State([])
+
+        chat_io = dict(
+            fn=app.chat,
+            inputs=[question, turns, k, mode],
+            outputs=[chatbot, sources, turns, question],
+            concurrency_limit=4,
+            concurrency_id="chat",
+            api_visibility="private",
+            show_progress="hidden",  # the pending message has its own spinner and words
+        )
+        question.submit(**chat_io)
+        ask_btn.click(**chat_io)
+        clear_btn.click(
+            lambda: ([], render_panel([]), [], ""),
+            outputs=[chatbot, sources, turns, question],
+            api_visibility="private",
+            queue=False,
+        )
+        upload_btn.upload(
+            app.upload,
+            inputs=upload_btn,
+            outputs=[upload_log, status],
+            concurrency_limit=1,
+            concurrency_id="index",
+            api_visibility="private",
+            show_progress="hidden",
+        )
+        reindex_btn.click(
+            app.reindex,
+            outputs=[upload_log, status],
+            concurrency_limit=1,
+            concurrency_id="index",
+            api_visibility="private",
+            show_progress="hidden",
+        )
+        demo.load(app.watch_status, outputs=status, api_visibility="private", concurrency_limit=None, show_progress="hidden")
+        gr.api(app.api_ask, api_name="ask", concurrency_limit=4, concurrency_id="chat")
+    app.start()
+    return demo
+
+
+def launch(demo, host: str = "127.0.0.1", port: int | None = None, share: bool = False, block: bool = True, **kw):
+    """Launch with what the page needs: our CSS and script, the corpus served, uploads capped."""
+    app: ChatApp = demo.rag_app
+    demo.queue(default_concurrency_limit=2)
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        allowed_paths=[str(app.corpus_dir)],
+        max_file_size=app.max_upload_bytes,
+        css=_static("chat.css"),
+        head=f"<script>\n{_static('chat.js')}</script>",
+        prevent_thread_lock=not block,
+        footer_links=["api", "gradio"],
+        **kw,
+    )
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="rag chat", description="The chat window over your documents, with cited answers.")
+    p.add_argument("--index", default=None, help="index folder (default: index/, or RAG_INDEX_DIR)")
+    p.add_argument("--corpus", default=None, help="corpus folder indexed at start and where uploads go (default: corpus/)")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("GRADIO_SERVER_PORT") or 7860),
+        help="port (default 7860, or GRADIO_SERVER_PORT)",
+    )
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    p.add_argument("--k", type=int, default=None, help="passages to retrieve (default 5)")
+    p.add_argument("--mode", choices=MODES, default=None, help="retrieval mode (default hybrid)")
+    p.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_MB, help=f"largest accepted upload (default {MAX_UPLOAD_MB})")
+    return p.parse_args(argv)
+
+
+def main(argv=None, settings=None) -> int:
+    """Run the window until interrupted. `settings` (e.g. from `rag chat`) is the base; flags override it."""
+    args = parse_args(argv)
+    try:
+        overrides = dict(index_dir=args.index, corpus_dir=args.corpus, k=args.k, mode=args.mode)
+        settings = Settings.from_env(**overrides) if settings is None else settings.replace(**overrides)
+    except RagError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"index {settings.index_dir} over {settings.corpus_dir}; indexing progress is shown on the page", file=sys.stderr)
+    demo = build_app(settings, max_upload_mb=args.max_upload_mb)
+    launch(demo, host=args.host, port=args.port, share=args.share)
+    return 0

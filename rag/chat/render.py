@@ -1,0 +1,261 @@
+"""Pure rendering for the chat: answer dicts (Answer.to_dict()) and reports in, Markdown/HTML out.
+
+Everything taken from documents or users is escaped; only our own tags reach the page.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+MARKER = re.compile(r"\[(\d+)\]")
+SPIN = '<span class="rag-spin"></span>'  # a CSS spinner: emoji need fonts a server may lack
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<$])")
+
+def esc(text: Any) -> str:
+    return html.escape("" if text is None else str(text), quote=True)
+
+
+def escape_markdown(text: str) -> str:
+    """Plain text for the chat bubble, which renders Markdown: no HTML, no emphasis, no lists."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape("" if text is None else str(text), quote=False))
+
+
+def anchor_prefix(turn: int, last: int) -> str:
+    """Citations of the latest answer are #src-n; earlier answers keep theirs as #src-<turn>-n."""
+    return "src-" if turn == last else f"src-{turn + 1}-"
+
+
+def render_answer_markdown(answer: dict, prefix: str = "src-") -> str:
+    """The answer text for the chat, with each marker [n] a link to its source in the panel."""
+    text = answer.get("text") or ""
+    known = {c.get("n") for c in answer.get("citations") or []}
+    out, pos = [], 0
+    for m in MARKER.finditer(text):
+        out.append(escape_markdown(text[pos : m.start()]))
+        n = int(m.group(1))
+        if n in known:
+            out.append(f'<a href="#{prefix}{n}" class="rag-cite" title="show source {n}">[{n}]</a>')
+        else:
+            out.append(escape_markdown(m.group(0)))
+        pos = m.end()
+    out.append(escape_markdown(text[pos:]))
+    body = "".join(out)
+    if answer.get("abstained"):
+        body += f'\n\n<a href="#{prefix}related" class="rag-cite">closest passages →</a>'
+    return body
+
+
+def split_highlight(passage_text: str, passage_start: int, start: int, end: int, cited: str):
+    """(before, cited, after) of the passage around the span, or None if the offsets do not fit."""
+    a, b = start - passage_start, end - passage_start
+    if 0 <= a <= b <= len(passage_text) and passage_text[a:b] == cited:
+        return passage_text[:a], passage_text[a:b], passage_text[b:]
+    return None
+
+
+def location(source: str, page, start=None, end=None) -> str:
+    parts = [f'<span class="rag-file">{esc(source)}</span>']
+    if page is not None:
+        parts.append(f'<span class="rag-page">page {esc(page)}</span>')
+    if start is not None and end is not None:
+        parts.append(f'<span class="rag-range">chars {esc(start)}–{esc(end)}</span>')
+    return " · ".join(parts)
+
+
+def open_link(file_url: Callable | None, source: str, page) -> str:
+    url = file_url(source, page) if file_url else None
+    if not url:
+        return ""
+    return f' <a class="rag-open" href="{esc(url)}" target="_blank" rel="noopener">open</a>'
+
+
+def render_sources(answer: dict, prefix: str = "src-", file_url: Callable | None = None) -> str:
+    """The sources of one answer: each citation with its sentence highlighted in its passage."""
+    passages = answer.get("passages") or []
+    citations = answer.get("citations") or []
+    parts = []
+    if answer.get("abstained") or not citations:
+        parts.append(
+            '<div class="rag-abstain"><strong>No answer:</strong> the indexed documents do not '
+            "support one clearly enough, so nothing is cited.</div>"
+        )
+        parts.append(f'<div id="{prefix}related" class="rag-related">')
+        if passages:
+            parts.append(f"<h4>Closest related passages ({len(passages)})</h4>")
+            for i, p in enumerate(passages, 1):
+                parts.append(
+                    f'<section class="rag-src" id="{prefix}rel-{i}"><header>'
+                    f'<span class="rag-n">{i}.</span> '
+                    f'{location(p.get("source", "?"), p.get("page"), p.get("start"), p.get("end"))}'
+                    f'<span class="rag-score">score {float(p.get("score") or 0):.3f}</span>'
+                    f'{open_link(file_url, p.get("source", ""), p.get("page"))}</header>'
+                    f'<p class="rag-passage">{esc(p.get("text", ""))}</p></section>'
+                )
+        else:
+            parts.append("<p>No passage in the index is related to the question.</p>")
+        parts.append("</div>")
+        return "".join(parts)
+    for c in citations:
+        n = c.get("n")
+        idx = c.get("passage", 0)
+        p = passages[idx] if isinstance(idx, int) and 0 <= idx < len(passages) else None
+        pieces = (
+            split_highlight(p.get("text", ""), p.get("start", 0), c.get("start"), c.get("end"), c.get("text", ""))
+            if p
+            else None
+        )
+        if pieces:
+            before, cited, after = pieces
+            body = f"{esc(before)}<mark>{esc(cited)}</mark>{esc(after)}"
+        else:  # offsets that do not fit the passage: show the cited text alone, still highlighted
+            body = f"<mark>{esc(c.get('text', ''))}</mark>"
+        parts.append(
+            f'<section class="rag-src" id="{prefix}{esc(n)}"><header>'
+            f'<span class="rag-n">[{esc(n)}]</span> '
+            f'{location(c.get("source", "?"), c.get("page"), c.get("start"), c.get("end"))}'
+            f'{open_link(file_url, c.get("source", ""), c.get("page"))}</header>'
+            f'<p class="rag-passage">{body}</p></section>'
+        )
+    return "".join(parts)
+
+
+def answer_footer(answer: dict) -> str:
+    bits = []
+    timings = answer.get("timings") or {}
+    total = timings.get("total", sum(v for v in timings.values() if isinstance(v, (int, float))))
+    if total:
+        bits.append(f"{total:.2f} s")
+    if answer.get("mode"):
+        bits.append(esc(answer["mode"]))
+    if answer.get("note"):
+        bits.append(esc(answer["note"]))
+    return f'<div class="rag-meta">{" · ".join(bits)}</div>' if bits else ""
+
+
+def render_panel(turns: list[dict], file_url: Callable | None = None) -> str:
+    """The whole sources panel: the latest answer open, earlier ones folded below it."""
+    answered = [(t, turn) for t, turn in enumerate(turns) if turn.get("answer")]
+    if not answered:
+        return (
+            '<div class="rag-empty">Ask a question: the passages each answer cites appear here, '
+            "with the cited sentence highlighted.</div>"
+        )
+    last = len(turns) - 1
+    out = []
+    for t, turn in reversed(answered):
+        answer = turn["answer"]
+        prefix = anchor_prefix(t, last)
+        sources = render_sources(answer, prefix, file_url) + answer_footer(answer)
+        if t == last:
+            out.append(f'<div class="rag-turn rag-latest" data-turn="{t + 1}">{sources}</div>')
+        else:
+            out.append(
+                f'<details class="rag-turn" id="{prefix}turn"><summary>Earlier: {esc(turn["question"])}</summary>'
+                f"{sources}</details>"
+            )
+    return "".join(out)
+
+
+def render_chat(turns: list[dict]) -> list[dict]:
+    """Chatbot messages (gradio's messages format) for the conversation so far."""
+    messages = []
+    last = len(turns) - 1
+    for t, turn in enumerate(turns):
+        messages.append({"role": "user", "content": escape_markdown(turn["question"])})
+        if turn.get("answer"):
+            content = render_answer_markdown(turn["answer"], anchor_prefix(t, last))
+        elif turn.get("error"):
+            content = f'<span class="rag-error">Error:</span> {escape_markdown(turn["error"])}'
+        else:
+            content = f'<span class="rag-spin"></span> {escape_markdown(turn.get("pending") or "…")}'
+        messages.append({"role": "assistant", "content": content})
+    return messages
+
+
+def history_for(turns: list[dict]) -> list[dict]:
+    """The conversation as plain text for ask(history=...): what was asked and what was answered."""
+    history = []
+    for turn in turns:
+        if turn.get("answer"):
+            history.append({"role": "user", "content": turn["question"]})
+            history.append({"role": "assistant", "content": turn["answer"].get("text", "")})
+    return history
+
+
+def human_size(n: int | float | None) -> str:
+    n = float(n or 0)
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def render_status(status: dict | None, job: dict | None = None, error: str = "") -> str:
+    """The one-line index status, with the running job's progress if any."""
+    if error:
+        return f'<div class="rag-status rag-bad">Error: {esc(error)}</div>'
+    parts = []
+    if status is not None:
+        parts.append(
+            f"{_count(status.get('documents'), 'document')}"
+            + (f" in {_count(status['files'], 'file')}" if status.get("files") not in (None, status.get("documents")) else "")
+            + f" · {_count(status.get('chunks'), 'chunk')}"
+            f" · model <code>{esc(status.get('model', '?'))}</code>"
+            f" · {human_size(status.get('size_bytes'))}"
+        )
+        failed = status.get("failed") or []
+        if failed:
+            names = ", ".join(esc(Path(str(f.get("path", "?"))).name) for f in failed[:5])
+            parts.append(f'<span class="rag-bad">{len(failed)} file(s) failed: {names}</span>')
+    else:
+        parts.append("opening the index…")
+    if job and job.get("running"):
+        parts.append(f'<span class="rag-busy"><span class="rag-spin"></span> {esc(format_progress(job))}</span>')
+    return f'<div class="rag-status">{" · ".join(parts)}</div>'
+
+
+def _count(n, noun: str) -> str:
+    n = int(n or 0)
+    return f"<b>{n}</b> {noun}{'' if n == 1 else 's'}"
+
+
+def format_progress(job: dict) -> str:
+    stage, done, total = job.get("stage") or "working", job.get("done", 0), job.get("total", 0)
+    label = job.get("label") or "indexing"
+    if total:
+        return f"{label}: {stage} {done}/{total}"
+    return f"{label}: {stage}…"
+
+
+def render_report(report: Any, notes: list[str] | None = None, rejected: list[tuple[str, str]] | None = None) -> str:
+    """What an upload or re-index did, file by file; failures by name and reason."""
+    lines = []
+    for name, reason in rejected or []:
+        lines.append(f'<li class="rag-bad">✗ <b>{esc(name)}</b>: {esc(reason)}</li>')
+    if report is not None:
+        failed = list(getattr(report, "failed", []) or [])
+        for e in failed:
+            name = Path(str(getattr(e, "path", "?"))).name
+            line = getattr(e, "line", None)
+            extra = f" line {line}" if line is not None else ""
+            lines.append(f'<li class="rag-bad">✗ <b>{esc(name)}</b>{esc(extra)}: {esc(getattr(e, "reason", e))}</li>')
+        for name in getattr(report, "added", []) or []:
+            lines.append(f'<li class="rag-ok">✓ <b>{esc(name)}</b> indexed</li>')
+        for name in getattr(report, "removed", []) or []:
+            lines.append(f"<li>– <b>{esc(name)}</b> removed from the index (no longer in the corpus)</li>")
+        unchanged = getattr(report, "unchanged", 0) or 0
+        embedded = getattr(report, "embedded", 0) or 0
+        summary = []
+        if embedded or getattr(report, "added", None):
+            summary.append(f"{embedded} new chunk(s) embedded")
+        if unchanged:
+            summary.append(f"{unchanged} file(s) unchanged")
+        if summary:
+            lines.append(f"<li>{esc(', '.join(summary))}</li>")
+    for note in notes or []:
+        lines.append(f"<li>{esc(note)}</li>")
+    return '<ul class="rag-report">' + "".join(lines) + "</ul>"

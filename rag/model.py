@@ -1,0 +1,154 @@
+"""The data model every stage shares: what flows from load to answer.
+
+It imports nothing of ours, so every stage can import it and no cycle can form. All classes are
+keyword-only dataclasses: `Hit(chunk_id=3, source=..., ...)`, never a positional list to get wrong.
+Offsets are always character offsets into the stored text of one document (a file, a JSONL record
+or a PDF page): `text == document_text[start:end]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass(kw_only=True)
+class Document:
+    """One citable unit of text: a text file, one JSONL record, one PDF page."""
+
+    source: str  # path relative to the folder that was indexed
+    doc_id: str  # the JSONL record id, else the source
+    text: str  # offsets of chunks and citations index into this string
+    page: int | None = None  # 1-based PDF page, None for other files
+    title: str = ""
+
+
+@dataclass(kw_only=True)
+class Chunk:
+    source: str
+    doc_id: str
+    page: int | None
+    start: int
+    end: int
+    text: str  # == document text[start:end]
+    sentences: list[tuple[int, int]] = field(default_factory=list)  # absolute offsets, like start/end
+    title: str = ""
+
+    @property
+    def embed_text(self) -> str:
+        """What the model sees: the title gives a record's chunks their context."""
+        return f"{self.title}\n{self.text}" if self.title else self.text
+
+    @property
+    def embed_spans(self) -> list[tuple[int, int]]:
+        """The sentences as offsets into embed_text."""
+        shift = len(self.title) + 1 - self.start if self.title else -self.start
+        return [(a + shift, b + shift) for a, b in self.sentences]
+
+
+@dataclass(kw_only=True)
+class Hit:
+    """A retrieved chunk with its score; what the answerers read."""
+
+    chunk_id: int
+    doc_id: str
+    source: str
+    page: int | None
+    start: int  # offsets into the document text (the page text for PDFs)
+    end: int
+    text: str  # == document text[start:end]
+    score: float
+    sentences: list[tuple[int, int]] = field(default_factory=list)  # absolute offsets
+    title: str = ""
+    # one normalized row per sentence, made when the chunk was embedded (the answerer scores with them)
+    sentence_vectors: Any = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sentence_vectors"}
+        d["sentences"] = [list(s) for s in self.sentences]
+        return d
+
+
+@dataclass(kw_only=True)
+class Citation:
+    n: int  # the marker [n] in the answer text
+    source: str
+    doc_id: str
+    page: int | None
+    start: int  # offsets into the document text (the page text for PDFs)
+    end: int
+    text: str  # == document text[start:end], exactly
+    score: float
+    passage: int = 0  # index into Answer.passages of the passage the span lies in
+
+
+@dataclass(kw_only=True)
+class Sentence:
+    text: str
+    citations: list[int] = field(default_factory=list)  # citation numbers
+    supported: bool = True
+
+
+@dataclass(kw_only=True)
+class Dropped:
+    """What the verifier took out of a generated answer, and why."""
+
+    kind: str  # "sentence" (a whole sentence removed or flagged) | "marker" (one [n] removed)
+    text: str  # the generated sentence
+    reason: str
+    marker: int | None = None  # the removed [n], for kind "marker"
+    markers: list[int] = field(default_factory=list)  # the sentence's markers, for kind "sentence"
+    score: float = 0.0  # best support found, for kind "sentence"
+    injection: bool = False  # it repeats a passage that is an instruction to the model
+
+
+ABSTAIN_TEXT = "I can't find that in the documents."  # what an answer that abstains says
+
+
+@dataclass(kw_only=True)
+class Answer:
+    question: str
+    text: str
+    abstained: bool
+    citations: list[Citation] = field(default_factory=list)
+    passages: list[Hit] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step
+    mode: str = "extractive"  # extractive | generative
+    sentences: list[Sentence] = field(default_factory=list)
+    dropped: list[Dropped] = field(default_factory=list)  # generated sentences or markers removed
+    note: str = ""  # one line about how the answer was made, e.g. why it fell back to extractive
+    resolved_question: str = ""  # the question after folding in the conversation history
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data: what the CLI's --json and the chat's ask endpoint return."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["citations"] = [asdict(c) for c in self.citations]
+        d["passages"] = [p.to_dict() for p in self.passages]
+        d["sentences"] = [asdict(s) for s in self.sentences]
+        d["dropped"] = [asdict(x) for x in self.dropped]
+        d["timings"] = dict(self.timings)
+        return d
+
+
+@dataclass(kw_only=True)
+class IngestReport:
+    """What one `Index.add` did."""
+
+    added: list[str] = field(default_factory=list)  # sources (re)indexed
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
+    failed: list = field(default_factory=list)  # DocumentError, each naming its file (and line) and reason
+    skipped: list[str] = field(default_factory=list)  # files of a type we do not read
+    chunks: int = 0  # chunks written
+    embedded: int = 0  # chunks that needed the model (the rest reused a stored vector)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_dict(self) -> dict:
+        return {"added": self.added, "unchanged": self.unchanged, "removed": self.removed,
+                "failed": [{"path": e.path, "line": e.line, "reason": e.reason} for e in self.failed],
+                "skipped": self.skipped, "chunks": self.chunks, "embedded": self.embedded,
+                "seconds": round(self.seconds, 3)}

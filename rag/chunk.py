@@ -3,6 +3,8 @@
 Invariants every chunk keeps: `chunk.text == document.text[chunk.start:chunk.end]`, every sentence
 span lies inside the chunk (trimmed, in order), no chunk crosses a page or a document, and no chunk
 holds more than the token budget: `chunk_tokens`, and what the model reads with the title included.
+Nor more than CHARS_PER_TOKEN characters a token: a tokenizer reads a 50 MB "word" as one unknown
+token, so the token budget alone would let one chunk hold a whole pathological file.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from .model import Chunk, Document
 CountTokens = Callable[[Sequence[str]], list[int]]
 
 # Changes whenever the same text would be cut differently: an index may record it to know when to re-chunk.
-CHUNKER_VERSION = 2
+CHUNKER_VERSION = 3  # 3: a character budget beside the token budget; sentences end before markup
+CHARS_PER_TOKEN = 8  # a chunk holds at most budget * this many characters (English prose has ~4.5)
 
 # Abbreviations a sentence practically never ends with: a name or a number follows.
 _NEVER_END = {
@@ -42,8 +45,13 @@ _OPENERS = {
 }
 _CLOSERS = "\"'”’)]»"
 _OPENERS_PUNCT = "\"'“‘([«"
-# A candidate sentence end: terminal punctuation, closing quotes/brackets, then whitespace.
-_END = re.compile(r"[.!?…]+[\"'”’)\]»]*(?=\s)")
+# A candidate sentence end, followed by whitespace: terminal punctuation with its closing quotes or
+# brackets, or an HTML/XML tag (markup never joins the sentence after it).
+_END = re.compile(r"(?:[.!?…]+[\"'”’)\]»]*|</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>)(?=\s)")
+_TAG = re.compile(r"</?[A-Za-z!]")
+_TAG_NAME = re.compile(r"</?([A-Za-z][\w:-]*)")
+_INLINE_TAGS = {"a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "dfn", "em", "i", "kbd", "mark", "q", "s",
+                "samp", "small", "span", "strong", "sub", "sup", "time", "u", "var"}
 _NEXT_WORD = re.compile(r"[\w’']+")
 _DOTTED = re.compile(r"(?:[^\W\d_]{1,3}\.)+[^\W\d_]{1,3}")  # u.s, e.g, ph.d, a.m
 _ENUMERATOR = re.compile(r"\(?(?:\d{1,3}(?:\.\d{1,3})*|[ivx]{1,4}|[IVX]{1,4}|[A-Za-z])")
@@ -73,6 +81,10 @@ def _ends_sentence(text: str, cut: int, p: int, e: int, limit: int) -> bool:
     k = e
     while k < limit and text[k].isspace():
         k += 1
+    if text[p] == "<" and (_TAG_NAME.match(text, p).group(1).lower() in _INLINE_TAGS or _TAG.match(text, k)):
+        return False  # inline markup inside a sentence, or one tag right after another
+    if k < limit and _TAG.match(text, k):
+        return True  # markup follows: it is not part of this sentence
     if k < limit and text[k] in _OPENERS_PUNCT:
         k += 1
     nxt = text[k] if k < limit else ""
@@ -159,8 +171,9 @@ def chunk_document(
         title, title_tokens = _fit(title, max(1, max_tokens // 2), count_tokens)
         title_tokens += 1  # the line break between title and text
     budget = max(1, min(chunk_tokens, max_tokens - title_tokens))
+    max_chars = budget * CHARS_PER_TOKEN
     text = doc.text
-    spans = split_sentences(text)
+    spans = [cut for a, b in split_sentences(text) for cut in _cut_chars(text, a, b, max_chars)]
     if not spans:
         return []
     sizes = count_tokens([text[a:b] for a, b in spans])
@@ -168,10 +181,10 @@ def chunk_document(
     for (a, b), n in zip(spans, sizes):
         pieces.extend(_split_long(text, a, b, budget, count_tokens) if n > budget else [(a, b, n)])
 
-    groups = _pack(text, pieces, budget, overlap_tokens, None)
+    groups = _pack(text, pieces, budget, overlap_tokens, None, max_chars)
     real = count_tokens([text[pieces[i][0]:pieces[j - 1][1]] for i, j in groups])
     if any(n > budget for n in real):  # the tokenizer is not additive across these pieces: check each
-        groups = _pack(text, pieces, budget, overlap_tokens, count_tokens)
+        groups = _pack(text, pieces, budget, overlap_tokens, count_tokens, max_chars)
     chunks = []
     for i, j in groups:
         start, end = pieces[i][0], pieces[j - 1][1]
@@ -180,13 +193,13 @@ def chunk_document(
     return chunks
 
 
-def _pack(text, pieces, budget, overlap_tokens, count_tokens) -> list[tuple[int, int]]:
+def _pack(text, pieces, budget, overlap_tokens, count_tokens, max_chars) -> list[tuple[int, int]]:
     """Greedy groups [i, j) of pieces; with `count_tokens`, each group is counted as one text."""
     groups, i, new = [], 0, 0  # pieces before `new` are in a chunk already
     while i < len(pieces):
         while True:
             j, used = i + 1, pieces[i][2]
-            while j < len(pieces) and used + pieces[j][2] <= budget:
+            while j < len(pieces) and used + pieces[j][2] <= budget and pieces[j][1] - pieces[i][0] <= max_chars:
                 used += pieces[j][2]
                 j += 1
             if count_tokens is not None:
@@ -202,11 +215,33 @@ def _pack(text, pieces, budget, overlap_tokens, count_tokens) -> list[tuple[int,
         # Carry whole sentences back, but always leave room for the next new one: no chunk repeats
         # only what the previous one held, and every step moves forward.
         back, carried, room = j, 0, budget - pieces[j][2]
-        while back - 1 > i and carried + pieces[back - 1][2] <= min(overlap_tokens, room):
+        while (back - 1 > i and carried + pieces[back - 1][2] <= min(overlap_tokens, room)
+               and pieces[j][1] - pieces[back - 1][0] <= max_chars):
             back -= 1
             carried += pieces[back][2]
         i = back
     return groups
+
+
+def _cut_chars(text: str, a: int, b: int, max_chars: int) -> list[tuple[int, int]]:
+    """A sentence as spans of at most max_chars, cut at the last whitespace that fits (or anywhere,
+    in a run without any), trimmed: time and memory stay in proportion to the text's length."""
+    if b - a <= max_chars:
+        return [(a, b)]
+    out = []
+    while b - a > max_chars:
+        cut = a + max_chars
+        space = max(text.rfind(" ", a + 1, cut + 1), text.rfind("\n", a + 1, cut + 1), text.rfind("\t", a + 1, cut + 1))
+        if space > a + max_chars // 2:
+            cut = space
+        trimmed = _trim(text, a, cut)
+        if trimmed:
+            out.append(trimmed)
+        a = cut
+        while a < b and text[a].isspace():
+            a += 1
+    trimmed = _trim(text, a, b)
+    return out + ([trimmed] if trimmed else [])
 
 
 def _split_long(text, a, b, budget, count_tokens) -> list[tuple[int, int, int]]:

@@ -56,6 +56,17 @@ def is_instruction(text: str) -> bool:
     return bool(_INJECTION.search(text))
 
 
+_MARKUP = re.compile(r"<[^<>]{0,500}>")
+
+
+def markup_share(text: str) -> float:
+    """The share of the text's visible characters that sit inside <tags>: prose has none, injected
+    or leftover markup has most. A sentence that is mostly markup states nothing to cite."""
+    chars = sum(not c.isspace() for c in text)
+    tags = sum(sum(not c.isspace() for c in m.group(0)) for m in _MARKUP.finditer(text))
+    return tags / chars if chars else 0.0
+
+
 def words(text: str) -> list[str]:
     """Lower-cased word tokens, in order."""
     return WORD.findall(text.lower())

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..model import ABSTAIN_TEXT, Answer, Citation, Hit, Sentence
-from ..text import keywords, stem, words
+from ..text import is_instruction, keywords, markup_share, stem, words
 
 @dataclass(kw_only=True)
 class Tuning:
@@ -40,16 +40,24 @@ class Candidate(NamedTuple):
     vector: np.ndarray  # made with the chunk, in its context
 
 
+MAX_MARKUP = 0.4  # sentences with more of their characters inside <tags> are never cited
+
+
 def candidate_sentences(hits: list[Hit]) -> list[Candidate]:
-    """Each distinct sentence of the passages, an exact slice, with its stored vector."""
+    """Each distinct sentence of the passages, an exact slice, with its stored vector.
+
+    Sentences addressed to a language model ("ignore previous instructions ...") and sentences that
+    are mostly markup are left out: they never state the fact a question asks for.
+    """
     seen, out = set(), []
     for p, hit in enumerate(hits):
         for (a, b), vector in zip(hit.sentences, hit.sentence_vectors):
             key = (hit.source, hit.doc_id, hit.page, a, b)
-            if key in seen:
+            text = hit.text[a - hit.start:b - hit.start]
+            if key in seen or is_instruction(text) or markup_share(text) >= MAX_MARKUP:
                 continue
             seen.add(key)
-            out.append(Candidate(p, a, b, hit.text[a - hit.start:b - hit.start], vector))
+            out.append(Candidate(p, a, b, text, vector))
     return out
 
 

@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chat", parents=[common, query], help="open the chat window")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs --auth-file)")
+    p.add_argument("--auth-file", help="users who must log in (rag user add); needed beyond 127.0.0.1 (RAG_AUTH_FILE)")
+    p.add_argument("--no-auth", action="store_true", help="no login even beyond 127.0.0.1")
+    p.add_argument("--read-only", action="store_true", default=None, help="no uploads or re-indexing from the page")
 
     users_file = argparse.ArgumentParser(add_help=False)
     users_file.add_argument("--auth-file", help="the users file (RAG_AUTH_FILE)")
@@ -219,6 +223,7 @@ def cmd_chat(args, settings: Settings) -> int:
     for flag, value in (("--host", args.host), ("--port", args.port)):
         if value is not None:
             argv += [flag, str(value)]
+    argv += [flag for flag, on in (("--share", args.share), ("--no-auth", args.no_auth)) if on]
     return chat_main(argv, settings=settings) or EXIT_OK
 
 

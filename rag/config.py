@@ -44,6 +44,7 @@ class Settings:
     keep_unsupported: bool = False  # show generated sentences nothing supports, flagged, instead of dropping them
     verified_stream: bool = False  # stream only verified sentences instead of the model's raw tokens
     auth_file: Path | None = None  # the chat's users (rag/users.py); None: no login, loopback only
+    read_only: bool = False  # the chat's upload and re-index controls off for everyone
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Settings":

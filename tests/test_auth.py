@@ -1,5 +1,5 @@
 """Who may ask and who may add: the users file, logins in front of the chat and its API, roles, the
-refusal to go public without logins, and no password in any output.
+refusal to go public without logins, slowed-down password guessing, and no password in any output.
 
 The chat runs for real on a free loopback port with a users file holding a reader (may only ask)
 and an uploader (may also add documents); Chromium logs in like a person; scripts use HTTP and
@@ -179,9 +179,9 @@ def served(tmp_path_factory, embedder):
     demo.close()
 
 
-def try_login(url: str, user: str, password: str) -> httpx.Response:
-    """gradio's login form, posted the way the page and gradio_client post it."""
-    with httpx.Client(base_url=url, timeout=SLOW / 1000) as http:
+def try_login(url: str, user: str, password: str, address: str = "127.0.0.1") -> httpx.Response:
+    """gradio's login form, posted the way the page and gradio_client post it, from this address."""
+    with httpx.Client(base_url=url, timeout=SLOW / 1000, transport=httpx.HTTPTransport(local_address=address)) as http:
         return http.post("/login", data={"username": user, "password": password})
 
 
@@ -191,6 +191,13 @@ def log_in(url: str, user: str, password: str) -> httpx.Client:
     r = http.post("/login", data={"username": user, "password": password})
     assert r.status_code == 200, r.text
     return http
+
+
+@pytest.fixture
+def forgiven(served):
+    """Tests that fail logins end with a good one, which lifts the slow-down for 127.0.0.1."""
+    yield
+    assert try_login(served[0], *READER).status_code == 200
 
 
 def test_before_login_only_the_login_page_is_served(served, browser):
@@ -223,7 +230,7 @@ def test_before_login_only_the_login_page_is_served(served, browser):
     assert "rag-question" in reader.get("/").text and "rag-question" not in anonymous.get("/").text
 
 
-def test_a_wrong_password_is_refused_without_saying_which_half(served, browser):
+def test_a_wrong_password_is_refused_without_saying_which_half(served, browser, forgiven):
     from playwright.sync_api import expect
 
     url, _ = served
@@ -342,7 +349,7 @@ def test_an_uploader_adds_a_document_in_the_browser(served, browser, tmp_path):
     page.close()
 
 
-def test_the_ask_api_answers_with_a_login_and_refuses_without(served):
+def test_the_ask_api_answers_with_a_login_and_refuses_without(served, forgiven):
     from gradio_client import Client
     from gradio_client.exceptions import AuthenticationError
 
@@ -354,6 +361,29 @@ def test_the_ask_api_answers_with_a_login_and_refuses_without(served):
     answer = Client(url, auth=READER, verbose=False).predict(QUESTION, api_name="/ask")
     assert not answer["abstained"] and any("five U.S. presidents" in c["text"] for c in answer["citations"])
     assert httpx.post(url + "/gradio_api/call/ask", json={"data": [QUESTION]}).status_code == 401
+
+
+def timed_login(url: str, password: str, address: str = "127.0.0.1") -> tuple[int, float]:
+    start = time.monotonic()
+    status = try_login(url, READER[0], password, address).status_code
+    return status, time.monotonic() - start
+
+
+def test_repeated_failures_from_one_address_are_slowed_down(served, forgiven):
+    url, _ = served
+    for _ in range(3):
+        assert timed_login(url, WRONG)[0] == 400  # three free tries
+    status, fourth = timed_login(url, WRONG)
+    assert status == 400 and fourth >= 1.0
+    status, fifth = timed_login(url, WRONG)
+    assert status == 400 and fifth >= 2.0
+    status, elsewhere = timed_login(url, WRONG, address="127.0.0.2")  # another address is not slowed
+    assert status == 400 and elsewhere < 2.0
+    status, right = timed_login(url, READER[1])  # the right password waits its turn too, then gets in
+    assert status == 200 and right >= 4.0
+    status, after = timed_login(url, WRONG)  # and a success starts the count over (else 8 s)
+    assert status == 400 and after < 4.0
+    assert timed_login(url, READER[1], address="127.0.0.2")[0] == 200
 
 
 def test_read_only_takes_adding_away_from_everyone(tmp_path, embedder, browser):
@@ -444,6 +474,7 @@ def test_passwords_never_appear_in_logs_errors_or_the_users_file(tmp_path, brows
             server.wait()
     text = log.read_text(encoding="utf-8", errors="replace")
     assert "DEBUG" in text and f"logins from {users}: 2 user(s), 1 may add documents" in text  # the capture works
+    assert "3 failed logins from 127.0.0.1" in text
     stored = users.read_text(encoding="utf-8")
     for secret in (READER[1], UPLOADER[1], WRONG):
         assert secret not in text, f"a password in the server's output: {secret}"

@@ -25,6 +25,7 @@ from ..load import SUFFIXES
 from .access import LOGIN_MESSAGE, Access, check_exposure, no_auth_warning
 from .app import MAX_K, ChatApp
 from .render import render_panel
+from .throttle import LoginThrottle
 from .uploads import MAX_UPLOAD_MB
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -159,14 +160,16 @@ def build_app(settings, max_upload_mb: float = MAX_UPLOAD_MB, access: Access | N
 def launch(demo, host: str = "127.0.0.1", port: int | None = None, share: bool = False, block: bool = True,
            no_auth: bool = False, **kw):
     """Launch with what the page needs: our CSS and script, the corpus served, uploads capped, and
-    with a users file, gradio's login in front of everything.
+    with a users file, gradio's login in front of everything and password guessing slowed down.
 
     Raises AccessError rather than publish the chat without logins (see access.check_exposure).
     """
     app: ChatApp = demo.rag_app
     check_exposure(host=host, share=share, access=app.access, no_auth=no_auth)
     if app.access.users is not None:
-        kw.update(auth=app.access.login, auth_message=LOGIN_MESSAGE)
+        from starlette.middleware import Middleware
+
+        kw.update(auth=app.access.login, auth_message=LOGIN_MESSAGE, app_kwargs={"middleware": [Middleware(LoginThrottle)]})
     demo.queue(default_concurrency_limit=2)
     return demo.launch(
         server_name=host,

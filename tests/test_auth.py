@@ -206,7 +206,7 @@ def test_before_login_only_the_login_page_is_served(served, browser):
     from playwright.sync_api import expect
 
     url, app = served
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page = browser.new_page(viewport={"width": 1000, "height": 450})
     page.goto(url)
     expect(page.locator("input[type=password]")).to_be_visible()
     expect(page.get_by_text("rag user add")).to_be_visible()  # our message on gradio's login page

@@ -7,14 +7,16 @@ Exit codes: 0 success; 1 `rag index` finished but some files could not be indexe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 
 from .config import MODES, Settings
-from .errors import RagError
+from .errors import AccessError, RagError
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+SETTINGS = {f.name for f in dataclasses.fields(Settings)}  # flags with these names become Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,12 +56,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chat", parents=[common, query], help="open the chat window")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs --auth-file)")
+    p.add_argument("--auth-file", help="users who must log in (rag user add); needed beyond 127.0.0.1 (RAG_AUTH_FILE)")
+    p.add_argument("--no-auth", action="store_true", help="no login even beyond 127.0.0.1")
+    p.add_argument("--read-only", action="store_true", default=None, help="no uploads or re-indexing from the page")
+
+    users_file = argparse.ArgumentParser(add_help=False)
+    users_file.add_argument("--auth-file", help="the users file (RAG_AUTH_FILE)")
+    p = sub.add_parser("user", help="who may log in to the chat: add, remove, list")
+    users = p.add_subparsers(dest="action", required=True)
+    q = users.add_parser("add", parents=[users_file], help="add a user, or set a new password and role")
+    q.add_argument("name")
+    q.add_argument("--can-upload", action="store_true", help="may also add documents and re-index")
+    q.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts) instead of asking")
+    q = users.add_parser("remove", parents=[users_file], help="remove a user")
+    q.add_argument("name")
+    users.add_parser("list", parents=[users_file], help="names and roles (never passwords)")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "json", "paths", "query", "question", "rebuild", "host", "port")}
+    options = {k: v for k, v in vars(args).items() if k in SETTINGS}
     try:
         settings = Settings.from_env(**options)
         return COMMANDS[args.command](args, settings)
@@ -205,10 +223,52 @@ def cmd_chat(args, settings: Settings) -> int:
     for flag, value in (("--host", args.host), ("--port", args.port)):
         if value is not None:
             argv += [flag, str(value)]
+    argv += [flag for flag, on in (("--share", args.share), ("--no-auth", args.no_auth)) if on]
     return chat_main(argv, settings=settings) or EXIT_OK
 
 
-COMMANDS = {"index": cmd_index, "status": cmd_status, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat}
+def cmd_user(args, settings: Settings) -> int:
+    from . import users
+
+    path = settings.auth_file
+    if path is None:
+        raise AccessError("which users file? pass --auth-file FILE or set RAG_AUTH_FILE")
+    if args.action == "add":
+        users.check_name(args.name)
+        replaced = users.add_user(path, args.name, _read_password(args.password_stdin), can_upload=args.can_upload)
+        role = "ask and add documents" if args.can_upload else "ask"
+        print(f"{'updated' if replaced else 'added'} {args.name} in {path}: may {role}")
+    elif args.action == "remove":
+        users.remove_user(path, args.name)
+        print(f"removed {args.name} from {path} (a chat already running refuses their next login; "
+              "restart it to end a session already open)")
+    else:
+        for user in users.read_users(path).values():
+            print(f"{user.name}\t{user.role}")
+    return EXIT_OK
+
+
+def _read_password(from_stdin: bool) -> str:
+    """From stdin (one line) for scripts, else asked twice on the terminal, never echoed."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", getpass.GetPassWarning)  # getpass would echo: refuse instead
+            password = getpass.getpass("password: ")
+            again = getpass.getpass("again: ")
+    except (getpass.GetPassWarning, EOFError):
+        raise AccessError("no terminal to ask for the password without echo: pipe it in with --password-stdin") from None
+    if again != password:
+        raise AccessError("the two passwords differ: nothing was changed")
+    return password
+
+
+COMMANDS = {"index": cmd_index, "status": cmd_status, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat,
+            "user": cmd_user}
 
 if __name__ == "__main__":
     sys.exit(main())

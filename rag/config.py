@@ -43,6 +43,8 @@ class Settings:
     llm_timeout: float = 60.0
     keep_unsupported: bool = False  # show generated sentences nothing supports, flagged, instead of dropping them
     verified_stream: bool = False  # stream only verified sentences instead of the model's raw tokens
+    auth_file: Path | None = None  # the chat's users (rag/users.py); None: no login, loopback only
+    read_only: bool = False  # the chat's upload and re-index controls off for everyone
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Settings":
@@ -59,6 +61,7 @@ class Settings:
     def __post_init__(self):
         """Every way of making Settings (from_env, replace, the constructor) ends here: coerced, checked."""
         self.index_dir, self.corpus_dir = Path(self.index_dir), Path(self.corpus_dir)
+        self.auth_file = Path(self.auth_file) if self.auth_file else None
         self.pdf_passwords = list(self.pdf_passwords or [])
         self.llm_url = (self.llm_url or "").strip()
         self.validate()

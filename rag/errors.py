@@ -37,3 +37,7 @@ class IndexNotFoundError(RagError):
 
 class LLMError(RagError):
     """The language-model server failed, timed out or answered garbage."""
+
+
+class AccessError(RagError):
+    """Who may do what: a users file that cannot be used, a chat exposed without logins, a refused action."""

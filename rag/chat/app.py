@@ -20,8 +20,9 @@ from urllib.parse import quote
 
 from ..answer import ask
 from ..config import MODES
-from ..errors import RagError
+from ..errors import AccessError, RagError
 from ..index import Index
+from .access import Access
 from .render import (SPIN, esc, format_progress, history_for, render_chat, render_panel, render_report,
                      render_status)
 from .uploads import MAX_UPLOAD_MB, check_upload, inside, restore, safe_filename
@@ -53,8 +54,9 @@ class Job:
 
 
 class ChatApp:
-    def __init__(self, settings, max_upload_mb: float = MAX_UPLOAD_MB):
+    def __init__(self, settings, max_upload_mb: float = MAX_UPLOAD_MB, access: Access | None = None):
         self.settings = settings
+        self.access = access or Access.from_settings(settings)
         self.corpus_dir = Path(settings.corpus_dir).resolve()
         self.index_dir = Path(settings.index_dir)
         self.max_upload_bytes = int(max_upload_mb * 1024 * 1024)
@@ -226,6 +228,14 @@ class ChatApp:
         return ask(question.strip(), index=self.index, **self._choices(k, mode)).to_dict()
 
     # ---- uploads and re-indexing: generators yielding (report html, status html) ----
+    def _require_add(self, user: str | None, action: str):
+        """Refused server-side whatever the page showed: the user comes from the login, not the request body."""
+        try:
+            self.access.require_add(user)
+        except AccessError:
+            print(f"refused: {action} by {user or 'a user without login'}", file=sys.stderr, flush=True)
+            raise
+
     def _watch(self, work: Callable, label: str):
         """Run work() in a thread; yield the shared progress until it is done; then its result."""
         box: dict = {}
@@ -245,7 +255,8 @@ class ChatApp:
             yield None, text
         yield box, ""
 
-    def upload(self, files):
+    def upload(self, files, user: str | None = None):
+        self._require_add(user, "upload")
         files = files if isinstance(files, list) else ([files] if files else [])
         if not files:
             yield "<p>No file received.</p>", self.status_html()
@@ -319,7 +330,8 @@ class ChatApp:
                     )
             return report
 
-    def reindex(self):
+    def reindex(self, user: str | None = None):
+        self._require_add(user, "re-index")
         if not self.opened.wait(timeout=None) or self.index is None:
             yield render_report(None, [self.open_error or "the index is not open"]), self.status_html()
             return

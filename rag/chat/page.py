@@ -41,6 +41,7 @@ def build_app(settings, max_upload_mb: float = MAX_UPLOAD_MB, access: Access | N
     `access` (default: from settings.auth_file and settings.read_only) decides who sees and may use
     the upload and re-index controls; with --read-only they are not built at all.
     """
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no version check, no analytics calls
     import gradio as gr
 
     app = ChatApp(settings, max_upload_mb=max_upload_mb, access=access)

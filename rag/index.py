@@ -217,7 +217,8 @@ class Index:
             report.failed.append(e)
             return None
         docs = [d for d in items if not isinstance(d, DocumentError)]
-        report.failed += [d for d in items if isinstance(d, DocumentError)]
+        errors = [d for d in items if isinstance(d, DocumentError)]
+        report.failed += errors
         if not docs:
             if not any(f.path == str(path) and f.line is None for f in report.failed):
                 report.failed.append(DocumentError(path, "no text to index"))
@@ -225,6 +226,7 @@ class Index:
         e = self.embedder
         chunked = [(d, chunk_document(d, e.count_tokens, self.settings.chunk_tokens,
                                       self.settings.overlap_tokens, e.max_tokens)) for d in docs]
+        digest = "" if any(err.retry for err in errors) else digest  # no hash: read again next run
         return _Part(abspath, docs[0].source, digest, len(data), chunked, True, True)
 
     def _load_options(self, progress: Progress) -> LoadOptions:

@@ -399,3 +399,17 @@ def test_tesseract_tsv_becomes_text_with_exact_word_offsets():
     assert page.words[0].box == (10, 20, 30, 40) and page.words[0].confidence == 96.5
     assert page.has_text
     assert not ocr.parse_tsv(header + "\n5\t1\t1\t1\t1\t1\t0\t0\t5\t5\t12\t|~").has_text  # a drawing's marks
+
+
+@needs_tesseract
+def test_pages_left_for_ocr_are_read_once_tesseract_is_there(scans, no_tesseract, settings, monkeypatch):
+    index = Index.open(settings=settings)
+    first = index.add([scans["mixed"]])
+    assert first.added == ["mixed.pdf"] and "needs OCR" in first.failed[0].reason
+    assert [d["page"] for d in index.store.documents("mixed.pdf")] == [1]
+    monkeypatch.undo()  # tesseract is installed now; the file itself has not changed
+    ocr._engine_problem.cache_clear()
+    second = index.add([scans["mixed"]])
+    assert second.added == ["mixed.pdf"] and second.ok and second.unchanged == 0
+    assert [(d["page"], d["ocr"]) for d in index.store.documents("mixed.pdf")] == [(1, False), (2, True)]
+    assert index.add([scans["mixed"]]).unchanged == 1  # read in full: from now on a hash, nothing more

@@ -154,7 +154,7 @@ def _read_pdf(path: Path, source: str, data: bytes, options, notes) -> list:
         pages = [docs[n] for n in sorted(docs)]
         if failures:  # reported beside the pages that did load, like a bad JSONL line
             pages.append(DocumentError(path, f"{len(failures)} of {count} pages could not be read, the others "
-                                             f"loaded ({failures[0]})"))
+                                             f"loaded ({failures[0]})", retry=bool(why_not)))
         return pages
     raise DocumentError(path, _why_no_text(count, scans, failures, why_not, notes))
 

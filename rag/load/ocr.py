@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = "needs OCR: install tesseract-ocr (apt-get install tesseract-ocr tesseract-ocr-eng)"
 OFF_HINT = "OCR is off (--no-ocr, RAG_OCR=0)"
-PAGE_TIMEOUT = 180  # seconds for one page; a 300 dpi page takes 1-2 s on one core
+PAGE_TIMEOUT = 180  # seconds for one page; a 300 dpi page takes 2-4 CPU seconds (bench/results/ingest.md)
 MAX_PIXELS = 60_000_000  # a rendered page larger than this is rendered at a lower dpi (memory, time)
 MIN_CONFIDENCE = 50  # a page whose words all score below this holds no text, only shapes read as letters
 

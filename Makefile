@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install install-test chat index test browser bench clean
+.PHONY: install install-test chat index test browser ocr bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,10 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-chat: install
+chat: install ocr
 	$(PY) ui.py
 
-index: install
+index: install ocr
 	$(VENV)/bin/rag index
 
 # The browser tests drive Debian's Chromium; install it when missing and we may.
@@ -34,10 +34,16 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else echo "chromium is missing: the browser tests will be skipped (sudo apt-get install chromium chromium-driver)"; fi; }
 
-test: install-test browser
+# Scanned PDF pages and image files are read by Tesseract; install it when missing and we may.
+ocr:
+	@command -v tesseract >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr tesseract-ocr-eng >/dev/null; \
+	  else echo "tesseract is missing: scans and images are reported, not read, and the OCR tests are skipped (sudo apt-get install tesseract-ocr tesseract-ocr-eng)"; fi; }
+
+test: install-test browser ocr
 	$(PY) -m pytest
 
-bench: install-test
+bench: install-test ocr
 	$(PY) bench/ingest.py
 	$(PY) bench/retrieval.py
 	$(PY) bench/answers.py

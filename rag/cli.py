@@ -17,6 +17,7 @@ from .errors import AccessError, RagError
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 SETTINGS = {f.name for f in dataclasses.fields(Settings)}  # flags with these names become Settings
+UNITS = {"reading": "file", "ocr": "page"}  # what each progress stage counts; the rest count chunks
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password", action="append", dest="pdf_passwords", help="password for encrypted PDFs (repeatable)")
     p.add_argument("--no-prune", dest="prune", action="store_false", default=None,
                    help="keep documents whose files were deleted from an indexed folder")
+    p.add_argument("--no-ocr", dest="ocr", action="store_false", default=None,
+                   help="report scanned PDF pages and images instead of reading them with Tesseract (RAG_OCR=0)")
     p.add_argument("--rebuild", action="store_true", help="build a fresh index and swap it in (new model or chunking)")
     p.add_argument("--chunk-tokens", type=int, help="chunk size in model tokens (RAG_CHUNK_TOKENS)")
     p.add_argument("--overlap-tokens", type=int, help="sentence overlap between chunks, in tokens")
@@ -100,7 +103,7 @@ def _progress(settings: Settings):
     def update(stage, done, total):
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=f"{stage:<9}", unit="file" if stage == "reading" else "chunk",
+            bar = bars[stage] = tqdm(total=total, desc=f"{stage:<9}", unit=UNITS.get(stage, "chunk"),
                                      file=sys.stderr, position=len(bars), dynamic_ncols=True)
         bar.total = max(total, done)
         bar.n = done
@@ -207,7 +210,8 @@ def cmd_ask(args, settings: Settings) -> int:
         print(f"({answer.note})")
     for c in answer.citations:
         page = f" p.{c.page}" if c.page else ""
-        print(f"[{c.n}] {c.source}{page} chars {c.start}-{c.end}: \"{c.text}\"")
+        read = " (OCR)" if c.ocr else ""
+        print(f"[{c.n}] {c.source}{page}{read} chars {c.start}-{c.end}: \"{c.text}\"")
     if answer.abstained and answer.passages:
         print("Related passages:")
         for h in answer.passages[:3]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -29,6 +30,9 @@ class Settings:
     overlap_tokens: int = 40  # whole sentences carried into the next chunk, up to this many tokens
     batch_size: int = 64
     pdf_passwords: list[str] = field(default_factory=list)
+    ocr: bool = True  # scanned PDF pages and image files are read by Tesseract; off, they are reported
+    ocr_dpi: int = 300  # PDF pages are rendered at this resolution for OCR (bench/results/ingest.md)
+    ocr_language: str = "eng"  # Tesseract language codes, "+"-joined ("eng+deu"); each needs its tesseract-ocr-* data
     prune: bool = True  # files deleted from an indexed folder leave the index
     k: int = 5
     mode: str = "hybrid"  # dense | bm25 | hybrid
@@ -83,6 +87,11 @@ class Settings:
         for name in ("k", "batch_size", "candidates", "hnsw_threshold"):
             if getattr(self, name) < 1:
                 raise RagError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if not 72 <= self.ocr_dpi <= 1200:
+            raise RagError(f"ocr_dpi must be between 72 and 1200, not {self.ocr_dpi} (RAG_OCR_DPI)")
+        if not re.fullmatch(r"[A-Za-z_]+(\+[A-Za-z_]+)*", self.ocr_language):
+            raise RagError(f"ocr_language must be Tesseract language codes like eng or eng+deu, not "
+                           f"{self.ocr_language!r} (RAG_OCR_LANGUAGE)")
         if self.llm_url and not self.llm_url.lower().startswith(("http://", "https://")):
             raise RagError(f"llm_url must start with http:// or https://, not {self.llm_url!r} (RAG_LLM_URL)")
         if self.llm_timeout <= 0:

@@ -8,10 +8,13 @@ class RagError(Exception):
 class DocumentError(RagError):
     """One input file (or one record in it) could not be read; the others go on."""
 
-    def __init__(self, path, reason, line: int | None = None):
+    def __init__(self, path, reason, line: int | None = None, retry: bool = False):
         self.path = str(path)
         self.reason = reason
         self.line = line  # the JSONL record's line, when one record failed
+        # reading the unchanged file again may do better (its scanned pages wait for OCR to be installed or
+        # turned on): the index records no hash for it, so the next run reads it again
+        self.retry = retry
         super().__init__(f"{self.where}: {reason}")
 
     @property

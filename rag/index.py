@@ -169,7 +169,7 @@ class Index:
                     progress("reading", n, len(files))
                     abspath = _absolute(path)
                     seen.add(abspath)
-                    loaded = self._load(path, root, abspath, known, report)
+                    loaded = self._load(path, root, abspath, known, report, progress)
                     if loaded is None:
                         continue
                     # Look up stored vectors before any part is written: writing the first part
@@ -200,8 +200,8 @@ class Index:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _load(self, path, root, abspath, known, report):
-        """Read and chunk one file; None when it is unchanged or failed."""
+    def _load(self, path, root, abspath, known, report, progress: Progress):
+        """Read and chunk one file; None when it is unchanged or failed (an unchanged scan is never OCR'd again)."""
         try:
             data = read_file(path)
         except DocumentError as e:
@@ -212,12 +212,13 @@ class Index:
             report.unchanged += 1
             return None
         try:
-            items = list(load_file(path, root, LoadOptions(passwords=self.settings.pdf_passwords), data=data))
+            items = list(load_file(path, root, self._load_options(progress), data=data))
         except DocumentError as e:
             report.failed.append(e)
             return None
         docs = [d for d in items if not isinstance(d, DocumentError)]
-        report.failed += [d for d in items if isinstance(d, DocumentError)]
+        errors = [d for d in items if isinstance(d, DocumentError)]
+        report.failed += errors
         if not docs:
             if not any(f.path == str(path) and f.line is None for f in report.failed):
                 report.failed.append(DocumentError(path, "no text to index"))
@@ -225,7 +226,13 @@ class Index:
         e = self.embedder
         chunked = [(d, chunk_document(d, e.count_tokens, self.settings.chunk_tokens,
                                       self.settings.overlap_tokens, e.max_tokens)) for d in docs]
+        digest = "" if any(err.retry for err in errors) else digest  # no hash: read again next run
         return _Part(abspath, docs[0].source, digest, len(data), chunked, True, True)
+
+    def _load_options(self, progress: Progress) -> LoadOptions:
+        s = self.settings
+        return LoadOptions(passwords=s.pdf_passwords, ocr=s.ocr, ocr_dpi=s.ocr_dpi, ocr_language=s.ocr_language,
+                           progress=lambda done, total: progress("ocr", done, total))
 
     def _embed_hash(self, chunk) -> str:
         """Same model, text and sentences: same vectors, so a moved or unchanged chunk is not embedded again."""

@@ -14,13 +14,14 @@ from typing import Any
 
 @dataclass(kw_only=True)
 class Document:
-    """One citable unit of text: a text file, one JSONL record, one PDF page."""
+    """One citable unit of text: a text file, a Word or HTML file, one JSONL record, one PDF page or image."""
 
     source: str  # path relative to the folder that was indexed
     doc_id: str  # the JSONL record id, else the source
     text: str  # offsets of chunks and citations index into this string
-    page: int | None = None  # 1-based PDF page, None for other files
+    page: int | None = None  # 1-based PDF page (or frame of a multi-page image), None for other files
     title: str = ""
+    ocr: bool = False  # the text was read from the page image by OCR, not taken from a text layer
 
 
 @dataclass(kw_only=True)
@@ -60,6 +61,7 @@ class Hit:
     score: float
     sentences: list[tuple[int, int]] = field(default_factory=list)  # absolute offsets
     title: str = ""
+    ocr: bool = False  # its document's text was read by OCR
     # one normalized row per sentence, made when the chunk was embedded (the answerer scores with them)
     sentence_vectors: Any = field(default=None, repr=False, compare=False)
 
@@ -80,6 +82,7 @@ class Citation:
     text: str  # == document text[start:end], exactly
     score: float
     passage: int = 0  # index into Answer.passages of the passage the span lies in
+    ocr: bool = False  # the cited text was read by OCR: quoted exactly as stored, but OCR may misread
 
 
 @dataclass(kw_only=True)

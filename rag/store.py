@@ -18,7 +18,7 @@ import numpy as np
 from .errors import IndexFormatError, IndexNotFoundError, RagError
 from .model import Hit
 
-FORMAT_VERSION = 2  # 2: sentence vectors beside each chunk's vector
+FORMAT_VERSION = 3  # 2: sentence vectors beside each chunk's vector; 3: documents.ocr
 DB_NAME = "rag.sqlite"
 
 SCHEMA = """
@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS documents (
     doc_id TEXT NOT NULL,
     page INTEGER,
     title TEXT NOT NULL,
-    text TEXT NOT NULL            -- offsets of chunks and citations index into this
+    text TEXT NOT NULL,           -- offsets of chunks and citations index into this
+    ocr INTEGER NOT NULL DEFAULT 0  -- 1: the text was read from the page image by OCR
 );
 CREATE INDEX IF NOT EXISTS documents_path ON documents(path);
 CREATE TABLE IF NOT EXISTS chunks (
@@ -58,7 +59,8 @@ CREATE TABLE IF NOT EXISTS failures (path TEXT PRIMARY KEY, reason TEXT NOT NULL
 """
 
 
-_HIT_COLUMNS = "c.id, d.doc_id, d.source, d.page, c.start, c.end, c.text, c.sentences, d.title, c.sentence_vectors"
+_HIT_COLUMNS = ("c.id, d.doc_id, d.source, d.page, c.start, c.end, c.text, c.sentences, d.title, d.ocr, "
+                "c.sentence_vectors")
 
 
 class Store:
@@ -157,8 +159,8 @@ class Store:
         """`documents` is a list of (Document, [(Chunk, (vector, sentence vectors), embed_hash), ...])."""
         for doc, chunks in documents:
             doc_row = tx.execute(
-                "INSERT INTO documents (path, source, doc_id, page, title, text) VALUES (?, ?, ?, ?, ?, ?)",
-                (path, doc.source, doc.doc_id, doc.page, doc.title, doc.text),
+                "INSERT INTO documents (path, source, doc_id, page, title, text, ocr) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (path, doc.source, doc.doc_id, doc.page, doc.title, doc.text, int(doc.ocr)),
             ).lastrowid
             for chunk, (vector, sentence_vectors), embed_hash in chunks:
                 chunk_id = tx.execute(
@@ -236,12 +238,12 @@ class Store:
         return row[0] if row else None
 
     def documents(self, source: str | None = None) -> list[dict]:
-        """{"id", "path", "source", "doc_id", "page", "title", "text"} of every document (of one source)."""
-        sql = "SELECT id, path, source, doc_id, page, title, text FROM documents"
+        """{"id", "path", "source", "doc_id", "page", "title", "text", "ocr"} of every document (of one source)."""
+        sql = "SELECT id, path, source, doc_id, page, title, text, ocr FROM documents"
         rows = self._db.execute(sql + (" WHERE source = ? ORDER BY id" if source else " ORDER BY id"),
                                 (source,) if source else ())
-        keys = ("id", "path", "source", "doc_id", "page", "title", "text")
-        return [dict(zip(keys, r)) for r in rows]
+        keys = ("id", "path", "source", "doc_id", "page", "title", "text", "ocr")
+        return [{**dict(zip(keys, r)), "ocr": bool(r[7])} for r in rows]
 
     def chunks(self, source: str | None = None) -> list[Hit]:
         """Every stored chunk (of one source) as a Hit with score 0, by id."""
@@ -287,8 +289,8 @@ class _Transaction:
 
 
 def _hit(row, score: float) -> Hit:
-    chunk_id, doc_id, source, page, start, end, text, sentences, title, sentence_vectors = row
+    chunk_id, doc_id, source, page, start, end, text, sentences, title, ocr, sentence_vectors = row
     spans = [tuple(s) for s in json.loads(sentences)]
     vectors = np.frombuffer(sentence_vectors, dtype=np.float16).astype(np.float32).reshape(len(spans), -1)
     return Hit(chunk_id=chunk_id, doc_id=doc_id, source=source, page=page, start=start, end=end, text=text,
-               score=float(score), sentences=spans, title=title, sentence_vectors=vectors)
+               score=float(score), sentences=spans, title=title, ocr=bool(ocr), sentence_vectors=vectors)

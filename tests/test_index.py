@@ -17,6 +17,7 @@ import pytest
 from conftest import CORPUS_FILE, ROOT, shared_path
 from rag import Index, IndexLockedError, IndexMismatchError, ask
 from rag.ann import faiss_path
+from rag.store import FORMAT_VERSION
 
 
 def assert_exact(index: Index):
@@ -127,14 +128,15 @@ def test_bad_files_are_reported_and_lose_nothing(settings, corpus):
     (corpus / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> garbage\n")
     (corpus / "bad.jsonl").write_text('{"_id": "ok", "text": "A fine record about otters."}\n{not json\n')
     (corpus / "image.png").write_bytes(b"\x89PNG\r\n")
+    (corpus / "sheet.xlsx").write_bytes(b"PK\x03\x04")
     index = Index.open(settings=settings)
     report = index.add([corpus])
     failed = {Path(e.path).name: e.reason for e in report.failed}
-    assert set(failed) == {"empty.txt", "binary.txt", "latin1.md", "broken.pdf", "bad.jsonl"}
+    assert set(failed) == {"empty.txt", "binary.txt", "latin1.md", "broken.pdf", "bad.jsonl", "image.png"}
     assert "empty" in failed["empty.txt"] and "binary" in failed["binary.txt"]
     assert "UTF-8" in failed["latin1.md"] and "JSON" in failed["bad.jsonl"]
     assert sorted(report.added) == ["bad.jsonl", "putin-diplomacy.txt"]
-    assert [Path(p).name for p in report.skipped] == ["image.png"]
+    assert [Path(p).name for p in report.skipped] == ["sheet.xlsx"]
     assert any(h.doc_id == "ok" for h in index.search("otters", k=3))
     assert {Path(f["path"]).name for f in index.status()["failed"]} == set(failed)
     stored = {Path(f["path"]).name: f["reason"] for f in index.status()["failed"]}
@@ -189,13 +191,14 @@ def test_index_of_an_older_format_is_refused_with_the_rebuild_command(settings, 
     index = Index.open(settings=settings)
     index.add([corpus])
     with index.store.transaction() as tx:
-        index.store.set_manifest(tx, "format_version", 1)
-    with pytest.raises(IndexMismatchError, match=r"format 1, this version reads 2; rebuild it: rag index --rebuild"):
+        index.store.set_manifest(tx, "format_version", FORMAT_VERSION - 1)
+    with pytest.raises(IndexMismatchError, match=rf"format {FORMAT_VERSION - 1}, this version reads {FORMAT_VERSION}; "
+                                                 r"rebuild it: rag index --rebuild"):
         Index.open(settings=settings)
     # the app's own index (the chat, ask() without an index) is rebuilt from the corpus instead
     answer = ask("How many U.S. presidents has Putin outlasted?", settings=settings)
     assert not answer.abstained and any("five U.S. presidents" in c.text for c in answer.citations)
-    assert Index.open(settings=settings).store.manifest()["format_version"] == 2
+    assert Index.open(settings=settings).store.manifest()["format_version"] == FORMAT_VERSION
 
 
 def test_span_vectors_are_the_mean_of_their_token_vectors(embedder):

@@ -22,9 +22,10 @@ needs_pdfs = pytest.mark.skipif(
 )
 
 
-def load(path, root=None, passwords=()):
+def load(path, root=None, passwords=(), ocr=False):
+    """The text layer only, unless ocr=True: reading scans is tested in test_formats.py and test_pdf_corpus.py."""
     path = Path(path)
-    return list(load_file(path, root or path.parent, LoadOptions(passwords=list(passwords))))
+    return list(load_file(path, root or path.parent, LoadOptions(passwords=list(passwords), ocr=ocr)))
 
 
 def docs_of(items):
@@ -244,8 +245,8 @@ def test_pdf_without_xref_is_repaired():
 @pytest.mark.parametrize(
     "name, reason",
     [
-        ("pypdf/imagemagick-CCITTFaxDecode.pdf", "image-only"),
-        ("pdfminer/simple2.pdf", "no text"),
+        ("pypdf/imagemagick-CCITTFaxDecode.pdf", "no text layer: image-only PDF (1 page, scanned?)"),
+        ("pdfminer/simple2.pdf", "no text on its 1 page (blank pages or drawings only)"),
         ("pdfminer/scancode/patchelf.pdf", "no extractable text"),
         ("pdfminer/jo.pdf", "garbled"),  # a CJK font without a Unicode map: glyph ids come out as text
     ],
@@ -254,7 +255,7 @@ def test_pdfs_without_text_fail_with_a_reason(name, reason):
     with pytest.raises(DocumentError) as info:
         load(PDFS / name, PDFS)
     assert info.value.path == str(PDFS / name)
-    assert reason in info.value.reason
+    assert reason in info.value.reason and "OCR is off (--no-ocr, RAG_OCR=0)" in info.value.reason
 
 
 def test_garbled_share_tells_glyph_ids_from_text_in_any_script():
@@ -367,7 +368,7 @@ def test_every_bench_pdf_loads_or_fails_clearly():
     for path in files:
         name = path.relative_to(PDFS).as_posix()
         try:
-            items = list(load_file(path, PDFS, LoadOptions(passwords=list(passwords))))
+            items = list(load_file(path, PDFS, LoadOptions(passwords=list(passwords), ocr=False)))
         except DocumentError as e:
             assert e.path == str(path) and e.reason, name
             failed[name] = e.reason
@@ -384,6 +385,8 @@ def test_every_bench_pdf_loads_or_fails_clearly():
     assert "pypdf/crazyones.pdf" in loaded and "pdfminer/simple1.pdf" in loaded
     assert not any("password" in reason for reason in failed.values())
     assert len(loaded) >= 95, sorted(failed.items())
+    # what has no usable text layer says that OCR would read it (test_pdf_corpus.py reads them)
+    assert all("OCR is off" in reason for reason in failed.values() if "image-only" in reason or "garbled" in reason)
 
 
 @needs_pdfs

@@ -118,7 +118,9 @@ def test_upload_names_and_checks(tmp_path):
     f.write_text("hello", encoding="utf-8")
     assert uploads.check_upload(f, "a.txt", 100) is None
     assert "too large" in uploads.check_upload(f, "a.txt", 3)
-    assert "not accepted" in uploads.check_upload(f, "a.html", 100)
+    assert "not accepted" in uploads.check_upload(f, "a.exe", 100)
+    for accepted in ("a.docx", "a.html", "a.htm", "a.png", "a.JPG", "a.tiff"):
+        assert uploads.check_upload(f, accepted, 100) is None, accepted
     assert uploads.inside(tmp_path / "x" / ".." / "a.txt", tmp_path)
     assert not uploads.inside(tmp_path / ".." / "a.txt", tmp_path)
 

@@ -139,6 +139,12 @@ def test_only_files_inside_the_corpus_are_served(served):
     assert app.file_url("../index/rag.sqlite") is None
     assert app.file_url("/etc/passwd") is None
     assert app.file_url("no-such-file.txt") is None
+    page = app.corpus_dir / "page.html"  # served inline, a web page would run its scripts in the chat's origin
+    page.write_text("<script>document.title = 'x'</script><p>A web page.</p>", encoding="utf-8")
+    try:
+        assert app.file_url("page.html") is None
+    finally:
+        page.unlink()
 
 
 def test_upload_limit_is_enforced_by_the_server(served):

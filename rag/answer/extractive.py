@@ -119,7 +119,7 @@ def extract(question: str, resolved: str, hits: list[Hit], query_vector, tuning:
         c = candidates[i]
         hit = hits[c.passage]
         citations.append(Citation(n=n, source=hit.source, doc_id=hit.doc_id, page=hit.page, start=c.start, end=c.end,
-                                  text=c.text, score=round(scores[i], 4), passage=c.passage))
+                                  text=c.text, score=round(scores[i], 4), passage=c.passage, ocr=hit.ocr))
         sentences.append(Sentence(text=f"{c.text} [{n}]", citations=[n]))
     return Answer(question=question, text=" ".join(s.text for s in sentences), abstained=False, citations=citations,
                   passages=hits, sentences=sentences)

@@ -56,10 +56,12 @@ def split_highlight(passage_text: str, passage_start: int, start: int, end: int,
     return None
 
 
-def location(source: str, page, start=None, end=None) -> str:
+def location(source: str, page, start=None, end=None, ocr: bool = False) -> str:
     parts = [f'<span class="rag-file">{esc(source)}</span>']
     if page is not None:
         parts.append(f'<span class="rag-page">page {esc(page)}</span>')
+    if ocr:  # quoted exactly as stored, but the stored text is what OCR read: it may misread
+        parts.append('<span class="rag-ocr" title="text read from the page image by OCR">(OCR)</span>')
     if start is not None and end is not None:
         parts.append(f'<span class="rag-range">chars {esc(start)}–{esc(end)}</span>')
     return " · ".join(parts)
@@ -89,7 +91,7 @@ def render_sources(answer: dict, prefix: str = "src-", file_url: Callable | None
                 parts.append(
                     f'<section class="rag-src" id="{prefix}rel-{i}"><header>'
                     f'<span class="rag-n">{i}.</span> '
-                    f'{location(p.get("source", "?"), p.get("page"), p.get("start"), p.get("end"))}'
+                    f'{location(p.get("source", "?"), p.get("page"), p.get("start"), p.get("end"), p.get("ocr"))}'
                     f'<span class="rag-score">score {float(p.get("score") or 0):.3f}</span>'
                     f'{open_link(file_url, p.get("source", ""), p.get("page"))}</header>'
                     f'<p class="rag-passage">{esc(p.get("text", ""))}</p></section>'
@@ -115,7 +117,7 @@ def render_sources(answer: dict, prefix: str = "src-", file_url: Callable | None
         parts.append(
             f'<section class="rag-src" id="{prefix}{esc(n)}"><header>'
             f'<span class="rag-n">[{esc(n)}]</span> '
-            f'{location(c.get("source", "?"), c.get("page"), c.get("start"), c.get("end"))}'
+            f'{location(c.get("source", "?"), c.get("page"), c.get("start"), c.get("end"), c.get("ocr"))}'
             f'{open_link(file_url, c.get("source", ""), c.get("page"))}</header>'
             f'<p class="rag-passage">{body}</p></section>'
         )

@@ -12,13 +12,13 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 from ..errors import DocumentError
 from ..model import Document
-from . import jsonl, pdf, text
+from . import docx, html, image, jsonl, pdf, text
 
-LOADERS = {suffix: module.load for module in (text, pdf, jsonl) for suffix in module.SUFFIXES}
+LOADERS = {suffix: module.load for module in (text, pdf, docx, html, image, jsonl) for suffix in module.SUFFIXES}
 SUFFIXES = tuple(LOADERS)
 
 __all__ = ["LOADERS", "SUFFIXES", "Document", "Found", "LoadOptions", "file_hash", "find_files", "load_file",
@@ -28,6 +28,10 @@ __all__ = ["LOADERS", "SUFFIXES", "Document", "Found", "LoadOptions", "file_hash
 @dataclass(kw_only=True)
 class LoadOptions:
     passwords: list[str] = field(default_factory=list)  # tried, after the empty one, on encrypted PDFs
+    ocr: bool = True  # read scanned pages and images with Tesseract; off, they are reported
+    ocr_dpi: int = 300  # what PDF pages are rendered at for OCR (the measured default: bench/results/ingest.md)
+    ocr_language: str = "eng"  # Tesseract's language codes, "+"-joined: "eng+deu"
+    progress: Callable[[int, int], None] | None = None  # (pages done, pages to OCR) within one file
 
 
 class Found(NamedTuple):

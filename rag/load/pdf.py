@@ -1,7 +1,9 @@
-"""PDF: one Document per page (1-based page numbers), text by pypdf.
+"""PDF: one Document per page (1-based page numbers), text by pypdf, or by OCR where a page has none.
 
 Encrypted files open with the empty password or a given one; broken cross-reference tables are
-repaired; a page whose text comes out garbled (a font without a Unicode map) is reported, not indexed.
+repaired. A page without a text layer (a scan) or whose text comes out garbled (a font without a
+Unicode map) is rendered by pdfium and read by Tesseract (rag/load/ocr.py); its Document says ocr=True.
+Without Tesseract, or with OCR off, such pages are reported, not indexed.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import logging
 import threading
 import unicodedata
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from ..errors import DocumentError
 from ..model import Document
+from . import ocr
 
 SUFFIXES = (".pdf",)
 
@@ -70,7 +73,7 @@ def load(path: Path, source: str, data: bytes, options) -> Iterator[Document | D
     _quiet_pypdf()
     _PypdfLog.local.notes = notes = []
     try:
-        docs = _read_pdf(path, source, data, list(options.passwords), notes)
+        docs = _read_pdf(path, source, data, options, notes)
     finally:
         _PypdfLog.local.notes = None
     yield from docs
@@ -95,13 +98,21 @@ def _open_pdf(path, data: bytes, notes):
         return reader
 
 
-def _read_pdf(path: Path, source: str, data: bytes, passwords: list[str], notes) -> list:
+class _Scan(NamedTuple):
+    """A page without a usable text layer: OCR's to read."""
+
+    number: int
+    garbled: str  # why its text layer is unusable; "" when it has none
+    fonts: int  # what its resources declare, to tell scans from blank pages
+    images: int
+
+
+def _read_pdf(path: Path, source: str, data: bytes, options, notes) -> list:
     from pypdf.errors import DependencyError
 
     try:
         reader = _open_pdf(path, data, notes)
-        if reader.is_encrypted:
-            _decrypt(path, reader, passwords)
+        password = _decrypt(path, reader, list(options.passwords)) if reader.is_encrypted else None
         count = len(reader.pages)
     except DocumentError:
         raise
@@ -116,7 +127,7 @@ def _read_pdf(path: Path, source: str, data: bytes, passwords: list[str], notes)
     if count == 0:
         raise DocumentError(path, "PDF has no pages")
 
-    docs, failures, images, fonts = [], [], 0, 0
+    docs, failures, scans = {}, [], []
     for number in range(1, count + 1):
         try:
             page = reader.pages[number - 1]
@@ -126,33 +137,71 @@ def _read_pdf(path: Path, source: str, data: bytes, passwords: list[str], notes)
             continue
         share = garbled_share(text)
         if share >= GARBLED_SHARE:  # citing it would quote garbage
-            failures.append(f"page {number}: its text comes out garbled ({share:.0%} of the characters are not "
-                            "real ones: a font without a Unicode map); OCR it")
-            continue
-        if text.strip():
-            docs.append(Document(source=source, doc_id=source, text=text, page=number))
-        elif not docs:
-            f, i = _page_resources(page)
-            fonts += f
-            images += i
+            why = (f"its text comes out garbled ({share:.0%} of the characters are not real ones: a font without a "
+                   "Unicode map)")
+            scans.append(_Scan(number, why, *_page_resources(page)))
+        elif text.strip():
+            docs[number] = Document(source=source, doc_id=source, text=text, page=number)
+        else:
+            scans.append(_Scan(number, "", *_page_resources(page)))
+    why_not = ocr.unavailable(options.ocr, options.ocr_language) if scans else None
+    if why_not:
+        failures += [f"page {s.number}: {s.garbled or 'no text layer, only images (scanned?)'}; {why_not}"
+                     for s in scans if s.garbled or s.images]
+    elif scans:
+        failures += _read_scans(source, data, password, scans, options, docs)
     if docs:
+        pages = [docs[n] for n in sorted(docs)]
         if failures:  # reported beside the pages that did load, like a bad JSONL line
-            docs.append(DocumentError(path, f"{len(failures)} of {count} pages could not be read, the others "
-                                            f"loaded ({failures[0]})"))
-        return docs
-    if len(failures) == count:
-        raise DocumentError(path, f"no page could be read ({failures[0]})")
+            pages.append(DocumentError(path, f"{len(failures)} of {count} pages could not be read, the others "
+                                             f"loaded ({failures[0]})", retry=bool(why_not)))
+        return pages
+    raise DocumentError(path, _why_no_text(count, scans, failures, why_not, notes))
+
+
+def _read_scans(source: str, data: bytes, password, scans: list[_Scan], options, docs: dict) -> list[str]:
+    """OCR the pages without a usable text layer into `docs`; the pages that failed, one line each."""
+    problems, done = [], set()
+    garbled = {s.number: s.garbled for s in scans}
+    progress = options.progress or (lambda done, total: None)
+    progress(0, len(scans))
+    try:
+        for number, image, dpi in ocr.render_pdf_pages(data, password, [s.number for s in scans], options.ocr_dpi):
+            try:
+                page = None if ocr.is_blank(image) else ocr.read_image(image, language=options.ocr_language, dpi=dpi)
+            except OSError as e:
+                problems.append(f"page {number}: OCR failed ({e})")
+            else:
+                if page is not None and page.has_text:
+                    docs[number] = Document(source=source, doc_id=source, text=page.text, page=number, ocr=True)
+                elif garbled[number]:
+                    problems.append(f"page {number}: {garbled[number]}, and OCR found no words on it")
+            done.add(number)
+            progress(len(done), len(scans))
+    except Exception as e:  # pdfium could not open or draw what pypdf read: report the pages left
+        left = [n for n in garbled if n not in done]
+        problems += [f"page {n}: cannot render it for OCR (pdfium: {type(e).__name__}: {e})" for n in left]
+    return problems
+
+
+def _why_no_text(count: int, scans: list[_Scan], failures: list[str], why_not: str | None, notes) -> str:
+    """The reason a PDF gave no page at all, in words that say whether OCR was tried."""
+    images, fonts = sum(s.images for s in scans), sum(s.fonts for s in scans)
     pages = f"{count} page{'s' if count > 1 else ''}"
-    if images and not fonts:
-        reason = f"no text layer: image-only PDF ({pages}, scanned?); OCR it first"
-    elif fonts:
-        reason = f"no extractable text on its {pages} (fonts but no text came out)"
+    if why_not and images and not fonts:
+        reason = f"no text layer: image-only PDF ({pages}, scanned?); {why_not}"
+    elif len(failures) == count:
+        reason = f"no page could be read ({failures[0]})"
+    elif images and not fonts:
+        reason = f"image-only PDF ({pages}): OCR found no words in its images"
     else:
-        reason = f"no text on its {pages} (blank pages or drawings only)"
+        kind = (f"no extractable text on its {pages} (fonts but no text came out" if fonts
+                else f"no text on its {pages} (blank pages or drawings only")
+        reason = f"{kind}); {why_not}" if why_not else f"{kind}; OCR found no words either)"
     damage = [n for n in notes if "decompress" in n or "corrupt" in n.lower()]
     if damage:
         reason += f"; pypdf reports damage: {damage[0]}"
-    raise DocumentError(path, reason)
+    return reason
 
 
 def _page_resources(page) -> tuple[int, int]:
@@ -169,14 +218,15 @@ def _page_resources(page) -> tuple[int, int]:
         return 0, 0
 
 
-def _decrypt(path: Path, reader, passwords: list[str]) -> None:
-    """The empty password first (many PDFs only restrict printing), then the given ones."""
+def _decrypt(path: Path, reader, passwords: list[str]) -> str:
+    """The empty password first (many PDFs only restrict printing), then the given ones; the one that
+    opened it (pdfium needs it to render pages for OCR)."""
     from pypdf.errors import DependencyError
 
     for password in ("", *passwords):
         try:
             if reader.decrypt(password):
-                return
+                return password
         except DependencyError:
             raise
         except NotImplementedError as e:

@@ -139,12 +139,18 @@ def test_only_files_inside_the_corpus_are_served(served):
     assert app.file_url("../index/rag.sqlite") is None
     assert app.file_url("/etc/passwd") is None
     assert app.file_url("no-such-file.txt") is None
-    page = app.corpus_dir / "page.html"  # served inline, a web page would run its scripts in the chat's origin
-    page.write_text("<script>document.title = 'x'</script><p>A web page.</p>", encoding="utf-8")
-    try:
-        assert app.file_url("page.html") is None
-    finally:
-        page.unlink()
+    assert r.headers["x-content-type-options"] == "nosniff"
+    for name, body in (("page.html", "<script>document.title = 'x'</script><p>A web page.</p>"),
+                       ("logo.svg", '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')):
+        active = app.corpus_dir / name  # its scripts must never run in the chat's origin
+        active.write_text(body, encoding="utf-8")
+        try:
+            served_file = httpx.get(url.rstrip("/") + "/" + app.file_url(name))
+            assert served_file.status_code == 200 and served_file.text == body
+            assert served_file.headers["content-security-policy"] == "sandbox", name
+        finally:
+            active.unlink()
+    assert "content-security-policy" not in r.headers  # plain files open as they are
 
 
 def test_upload_limit_is_enforced_by_the_server(served):

@@ -28,9 +28,7 @@ from .render import (SPIN, esc, format_progress, history_for, render_chat, rende
 from .uploads import MAX_UPLOAD_MB, check_upload, inside, restore, safe_filename
 
 MAX_K = 20  # passages a question may ask for: the slider's end, and the handler's clamp
-# Gradio serves files of allowed folders inline with their own type: an uploaded web page opened from
-# the sources panel would run its scripts in the chat's origin. Its text is cited; no "open" link.
-NOT_SERVED = (".html", ".htm")
+
 
 class Job:
     """Progress of the current indexing job, shared by every page that shows it."""
@@ -134,7 +132,7 @@ class ChatApp:
         if not source:
             return None
         path = self.corpus_dir / source
-        if not inside(path, self.corpus_dir) or not path.is_file() or path.suffix.lower() in NOT_SERVED:
+        if not inside(path, self.corpus_dir) or not path.is_file():
             return None
         url = "gradio_api/file=" + quote(str(path.resolve()))
         if page:

@@ -25,6 +25,7 @@ from ..load import SUFFIXES
 from .access import LOGIN_MESSAGE, Access, check_exposure, no_auth_warning
 from .app import MAX_K, ChatApp
 from .render import render_panel
+from .safe_files import SafeFiles
 from .throttle import LoginThrottle
 from .uploads import MAX_UPLOAD_MB
 
@@ -167,10 +168,13 @@ def launch(demo, host: str = "127.0.0.1", port: int | None = None, share: bool =
     """
     app: ChatApp = demo.rag_app
     check_exposure(host=host, share=share, access=app.access, no_auth=no_auth)
-    if app.access.users is not None:
-        from starlette.middleware import Middleware
+    from starlette.middleware import Middleware
 
-        kw.update(auth=app.access.login, auth_message=LOGIN_MESSAGE, app_kwargs={"middleware": [Middleware(LoginThrottle)]})
+    middleware = [Middleware(SafeFiles)]
+    if app.access.users is not None:
+        middleware.append(Middleware(LoginThrottle))
+        kw.update(auth=app.access.login, auth_message=LOGIN_MESSAGE)
+    kw["app_kwargs"] = {**kw.get("app_kwargs", {}), "middleware": middleware}
     demo.queue(default_concurrency_limit=2)
     return demo.launch(
         server_name=host,

@@ -375,7 +375,8 @@ def test_streamed_answer_is_verified_and_cited(fake, hits, doc, embedder):
     assert_exact(answer.citations, hits, {doc.source: doc})
     (req,) = fake.requests
     assert req["path"] == "/v1/chat/completions"
-    assert req["headers"]["Authorization"] == "Bearer k-123-secret"
+    headers = {k.lower(): v for k, v in req["headers"].items()}  # header names are case-insensitive
+    assert headers["authorization"] == "Bearer k-123-secret"
     assert req["body"]["stream"] is True and req["body"]["model"] == "tiny"
     assert hits[0].text in req["body"]["messages"][-1]["content"]
     assert "k-123-secret" not in repr(s)
@@ -391,6 +392,16 @@ def test_verified_stream_passes_on_only_verified_sentences(fake, hits, embedder)
     assert tokens == ["Putin has outlasted five U.S. presidents [1].",
                       " He views the world as divided between great powers [2]."]
     assert "".join(tokens) == answer.text and "tiger" in answer.dropped[0].text
+
+
+def test_no_ambient_openai_credentials_are_sent(fake, hits, embedder, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-ambient-77")
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-ambient-77")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-ambient-77")
+    fake.script = [("sse", ["Putin has outlasted five U.S. presidents [1]."])]
+    generate_answer("q", hits, settings_for(fake.url), embedder)
+    headers = {k.lower(): v for k, v in fake.requests[0]["headers"].items()}
+    assert "authorization" not in headers and "ambient-77" not in repr(headers)
 
 
 def test_history_is_sent(fake, hits, embedder):

@@ -158,7 +158,8 @@ def index_key(s) -> str:
     from rag.store import FORMAT_VERSION
 
     model = s.model.replace("/", "_")
-    return f"scifact-{model}-c{s.chunk_tokens}-o{s.overlap_tokens}-v{CHUNKER_VERSION}-f{FORMAT_VERSION}"
+    engine = "" if (s.embed_backend, s.embed_precision) == ("auto", "auto") else f"-{s.embed_backend}-{s.embed_precision}"
+    return f"scifact-{model}{engine}-c{s.chunk_tokens}-o{s.overlap_tokens}-v{CHUNKER_VERSION}-f{FORMAT_VERSION}"
 
 
 def older_indexes(s) -> list[Path]:

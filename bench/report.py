@@ -18,6 +18,8 @@ OUT = ROOT / "docs" / "BENCHMARKS.md"
 HOW = {
     "ingest.md": "`.venv/bin/python bench/ingest.py` (`--limit N` for the first N docs; `--only pdf,ocr` re-runs "
                  "the PDF and OCR sections alone)",
+    "embed.md": "`.venv/bin/python bench/embed.py --limit 1200 --rounds 2 --quality \"auto (the default),"
+                "sentence-transformers (before)\"`",
     "retrieval.md": "`.venv/bin/python bench/retrieval.py --only scifact` "
                     "(`--chunk-sizes 128,200,256` to re-compare chunk sizes; each size embeds the corpus once)",
     "faiss.md": "`.venv/bin/python bench/retrieval.py --only faiss` (synthetic vectors, no data needed)",

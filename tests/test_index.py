@@ -201,9 +201,18 @@ def test_index_of_an_older_format_is_refused_with_the_rebuild_command(settings, 
     assert Index.open(settings=settings).store.manifest()["format_version"] == FORMAT_VERSION
 
 
-def test_span_vectors_are_the_mean_of_their_token_vectors(embedder):
+@pytest.fixture(scope="module")
+def st_embedder():
+    """The sentence-transformers backend: the one that can show its token vectors and switch late chunking off."""
+    from rag.embed import make_embedder
+
+    return make_embedder(backend="sentence-transformers")
+
+
+def test_span_vectors_are_the_mean_of_their_token_vectors(st_embedder):
     import numpy as np
 
+    embedder = st_embedder
     texts = ["Title line\nThe treaty was signed in 1997. NATO chiefs met in Madrid!", "One short sentence."]
     spans = [[(11, 41), (42, 68)], [(0, 19)]]
     vectors, span_vectors = embedder.encode_with_spans(texts, spans)
@@ -219,9 +228,10 @@ def test_span_vectors_are_the_mean_of_their_token_vectors(embedder):
     assert similarity[0, 0] > similarity[0, 1] and similarity[1, 1] > similarity[1, 0]
 
 
-def test_without_late_chunking_spans_are_encoded_alone(embedder, monkeypatch):
+def test_without_late_chunking_spans_are_encoded_alone(st_embedder, monkeypatch):
     import numpy as np
 
+    embedder = st_embedder
     assert embedder.late_chunking  # all-MiniLM-L6-v2: mean pooling, a fast tokenizer
     monkeypatch.setattr(embedder, "late_chunking", False)  # what a CLS-pooling model or a slow tokenizer gets
     texts = ["The treaty was signed in 1997. NATO chiefs met in Madrid!", "One short sentence."]

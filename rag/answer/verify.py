@@ -75,7 +75,7 @@ _CACHE_LOCK = threading.Lock()
 
 def encode_cached(embedder, texts: Sequence[str]) -> np.ndarray:
     """Normalized vectors, with a per-process cache: the same passages come back turn after turn."""
-    model = (getattr(embedder, "name", None) or id(embedder),)
+    model = (getattr(embedder, "model_name", ""), getattr(embedder, "name", None) or id(embedder))
     with _CACHE_LOCK:
         found = {t: _CACHE[model + (t,)] for t in dict.fromkeys(texts) if model + (t,) in _CACHE}
     missing = [t for t in dict.fromkeys(texts) if t not in found]

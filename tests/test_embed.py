@@ -136,3 +136,14 @@ def test_an_index_refuses_vectors_of_another_kind(settings, corpus):
         Index.open(settings=settings.replace(embed_precision="int8"))
     fp32 = Index.open(settings=settings.replace(embed_precision="fp32", embed_backend="torch"))
     assert fp32.search("NATO chiefs", k=1)[0].chunk_id == index.search("NATO chiefs", k=1)[0].chunk_id
+
+
+def test_the_default_embedder_serves_several_threads_at_once(embedder):
+    """The chat answers several users at once: concurrent questions get their own, right vectors."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts, _ = sample()
+    alone = embedder.encode(texts[:8])
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda t: embedder.encode([t])[0], texts[:8] * 3))
+    assert cosines(np.vstack(together), np.vstack([alone] * 3)).min() > 0.9999

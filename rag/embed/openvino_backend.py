@@ -14,6 +14,8 @@ Threads: INFERENCE_NUM_THREADS, one stream (latency mode): the project calls the
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import export
@@ -47,10 +49,13 @@ class OpenVINOBackend(Backend):
         if HINTS[precision]:
             config["INFERENCE_PRECISION_HINT"] = HINTS[precision]
         self.compiled = core.compile_model(core.read_model(str(xml)), "CPU", config)
-        self.request = self.compiled.create_infer_request()
+        self._local = threading.local()  # an infer request serves one call at a time: one per thread
         self._inputs = {p.get_any_name() for p in self.compiled.inputs}
 
     def _forward(self, input_ids, attention_mask, token_type_ids) -> np.ndarray:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
         feed = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        result = self.request.infer({k: v for k, v in feed.items() if k in self._inputs}, share_inputs=True)
+        result = request.infer({k: v for k, v in feed.items() if k in self._inputs}, share_inputs=True)
         return result[self.compiled.output(0)]

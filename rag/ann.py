@@ -61,11 +61,11 @@ def build(store, dim: int, threshold: int):
     return index
 
 
-def worth_rebuilding(index, threshold: int) -> bool:
-    """Exact search past the threshold, or an IVF index 4x bigger or smaller than it was trained for
-    (lists 4x longer mean 4x the scan per probe; 4x shorter, poorer recall), or under half the
-    threshold (the hysteresis keeps a collection near it from flapping between kinds)."""
-    n = index.ntotal
+def worth_rebuilding(index, n: int, threshold: int) -> bool:
+    """For n chunks: exact search past the threshold, or an IVF index 4x bigger or smaller than it was
+    trained for (lists 4x longer mean 4x the scan per probe; 4x shorter, poorer recall), or under half
+    the threshold (the hysteresis keeps a collection near it from flapping between kinds). Growth by
+    4x at a time keeps the cost of rebuilds a constant share of the cost of adding."""
     if _ivf(index) is None:
         return n >= threshold
     trained = trained_for(index)

@@ -202,12 +202,10 @@ class Index:
                 index, at = faiss.clone_index(self._faiss), self._faiss_generation
             else:
                 index, at = ann.load(self.dir)
-            if index is None:
+            if index is None or (save and ann.worth_rebuilding(index, self.store.chunk_count(), s.ivf_threshold)):
                 index, at = ann.build(self.store, dim, s.ivf_threshold), None
             elif at != generation:
                 ann.sync(index, self.store, dim)
-                if save and ann.worth_rebuilding(index, s.ivf_threshold):
-                    index, at = ann.build(self.store, dim, s.ivf_threshold), None
         ann.configure(index, s.ivf_nprobe)
         if save and (at != generation or not ann.faiss_path(self.dir, generation).exists()):
             ann.save(index, self.dir, generation)

@@ -255,6 +255,9 @@ class Store:
                 found[h] = (unpack(blob, dim, exact=True)[0], unpack(sentence_blob, dim, exact=True))
         return found
 
+    def chunk_count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
     def chunk_ids(self) -> np.ndarray:
         """Every chunk id, ascending (int64)."""
         return np.fromiter((r[0] for r in self._db.execute("SELECT id FROM chunks ORDER BY id")), dtype=np.int64)

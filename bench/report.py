@@ -20,6 +20,8 @@ HOW = {
     "retrieval.md": "`.venv/bin/python bench/retrieval.py --only scifact` "
                     "(`--chunk-sizes 128,200,256` to re-compare chunk sizes; each size embeds the corpus once)",
     "faiss.md": "`.venv/bin/python bench/retrieval.py --only faiss` (synthetic vectors, no data needed)",
+    "scale.md": "`.venv/bin/python bench/scale.py` (synthetic collections of 100k, 300k and 1M chunks, cached in "
+                "bench/.cache/scale-*; `--sizes` to choose)",
     "answers.md": "`.venv/bin/python bench/answers.py`",
     "citations.md": "`.venv/bin/python bench/citations.py`",
     "calibration.md": "`.venv/bin/python bench/calibrate_support.py`",

@@ -89,7 +89,7 @@ class Synthetic:
         counts = Counter(w for t in paragraphs + abstracts for w in re.findall(r"[A-Za-z][a-z]+|\d+", t))
         self.vocab = np.array([w for w, _ in counts.most_common()])
         ranks = np.arange(1, len(self.vocab) + 1)
-        self.p = (1 / ranks) / (1 / ranks).sum()  # Zipf, s = 1
+        self.cdf = np.cumsum(1 / ranks) / np.sum(1 / ranks)  # Zipf, s = 1
         self.lengths = np.array([len(s.split()) for t in paragraphs for s in SENTENCE.split(t) if s.split()])
         self.anchors, self.manifest = anchors, manifest
         self.rng = np.random.default_rng(seed)
@@ -97,7 +97,7 @@ class Synthetic:
 
     def sentence(self) -> str:
         n = int(self.rng.choice(self.lengths))
-        words = list(self.vocab[self.rng.choice(len(self.vocab), n, p=self.p)])
+        words = list(self.vocab[np.minimum(np.searchsorted(self.cdf, self.rng.random(n)), len(self.vocab) - 1)])
         return words[0].capitalize() + (" " + " ".join(words[1:]) if n > 1 else "") + "."
 
     def file(self, n: int, folder: str = "/synthetic") -> EmbeddedFile:

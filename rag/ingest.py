@@ -109,6 +109,31 @@ class Writer:
 
 def add_paths(index, paths, progress: Progress, prune: bool, report: IngestReport, writer: Writer) -> None:
     """Index files and folders incrementally (Index.add): unchanged files cost a hash, nothing more."""
+    s = index.settings
+    options = LoadOptions(passwords=s.pdf_passwords)
+    seen, pending, pending_chunks, vectors = set(), [], 0, {}
+    for path, root, abspath, digest, data in changed(index, find(paths, report), seen, report, progress):
+        e = index.embedder  # loaded on the first changed file: an unchanged corpus never loads the model
+        loaded, failed = load_part(path, root, abspath, digest, data, options, e.tokens, s.chunk_tokens, s.overlap_tokens)
+        report.failed += failed
+        if loaded is None:
+            continue
+        # Look up stored vectors before any part is written: writing the first part removes the
+        # file's old chunks, whose vectors the later parts may reuse.
+        vectors.update(index.store.vectors_for(
+            {embed_hash(s.model, c) for _, chunks in loaded.documents for c in chunks}, e.dim))
+        for part in parts(loaded, BATCH_CHUNKS):
+            pending.append(part)
+            pending_chunks += sum(len(chunks) for _, chunks in part.documents)
+            if pending_chunks >= BATCH_CHUNKS:
+                _embed(index, pending, vectors, report, progress, writer)
+                pending, pending_chunks = [], 0
+    _embed(index, pending, vectors, report, progress, writer)
+    finish(index, paths, seen, prune, report, writer)
+
+
+def find(paths, report: IngestReport) -> list[tuple[Path, Path]]:
+    """The (file, root) pairs to look at; what cannot be listed or read is reported."""
     files = []
     for p in paths:
         try:
@@ -119,27 +144,32 @@ def add_paths(index, paths, progress: Progress, prune: bool, report: IngestRepor
         files += found.files
         report.skipped += [str(s) for s in found.skipped]
         report.failed += found.failed
+    return files
+
+
+def changed(index, files, seen: set, report: IngestReport, progress: Progress):
+    """Read and hash every file (adding its absolute path to `seen`); yield (path, root, absolute
+    path, hash, bytes) of the new and changed ones. Unchanged files are counted, nothing more."""
     known = {path: f["hash"] for path, f in index.store.files().items()}
-    seen, pending, pending_chunks, vectors = set(), [], 0, {}
     for n, (path, root) in enumerate(files):
         progress("reading", n, len(files))
         abspath = absolute(path)
         seen.add(abspath)
-        loaded = _load(index, path, root, abspath, known, report)
-        if loaded is None:
+        try:
+            data = read_file(path)
+        except DocumentError as e:
+            report.failed.append(e)
             continue
-        # Look up stored vectors before any part is written: writing the first part removes the
-        # file's old chunks, whose vectors the later parts may reuse.
-        vectors.update(index.store.vectors_for(
-            {embed_hash(index.settings.model, c) for _, chunks in loaded.documents for c in chunks}, index.embedder.dim))
-        for part in parts(loaded, BATCH_CHUNKS):
-            pending.append(part)
-            pending_chunks += sum(len(chunks) for _, chunks in part.documents)
-            if pending_chunks >= BATCH_CHUNKS:
-                _embed(index, pending, vectors, report, progress, writer)
-                pending, pending_chunks = [], 0
+        digest = file_hash(data)
+        if known.get(abspath) == digest:
+            report.unchanged += 1
+            continue
+        yield path, root, abspath, digest, data
     progress("reading", len(files), len(files))
-    _embed(index, pending, vectors, report, progress, writer)
+
+
+def finish(index, paths, seen: set, prune: bool, report: IngestReport, writer: Writer) -> None:
+    """Write what is pending, prune files gone from the indexed folders, record this run's failures."""
     writer.flush()
     roots = [absolute(p) + os.sep for p in paths if p.is_dir()]
     if prune:
@@ -154,31 +184,23 @@ def add_paths(index, paths, progress: Progress, prune: bool, report: IngestRepor
         index.store.set_failures(tx, seen | {p for p, _ in failures} | set(gone), failures, time.time())
 
 
-def _load(index, path, root, abspath, known, report) -> Part | None:
-    """Read and chunk one file; None when it is unchanged or failed."""
+def load_part(path, root, abspath: str, digest: str, data: bytes, options: LoadOptions, tokens,
+              chunk_tokens: int, overlap_tokens: int) -> tuple[Part | None, list[DocumentError]]:
+    """Load and chunk one file's bytes: (the whole file as one Part, or None when nothing in it can
+    be indexed; the problems found). `tokens` counts as the model does (an Embedder's TokenCounter);
+    pure, so a worker elsewhere gives the same chunks."""
     try:
-        data = read_file(path)
+        items = list(load_file(path, root, options, data=data))
     except DocumentError as e:
-        report.failed.append(e)
-        return None
-    digest = file_hash(data)
-    if known.get(abspath) == digest:
-        report.unchanged += 1
-        return None
-    try:
-        items = list(load_file(path, root, LoadOptions(passwords=index.settings.pdf_passwords), data=data))
-    except DocumentError as e:
-        report.failed.append(e)
-        return None
+        return None, [e]
     docs = [d for d in items if not isinstance(d, DocumentError)]
-    report.failed += [d for d in items if isinstance(d, DocumentError)]
+    failed = [d for d in items if isinstance(d, DocumentError)]
     if not docs:
-        if not any(f.path == str(path) and f.line is None for f in report.failed):
-            report.failed.append(DocumentError(path, "no text to index"))
-        return None
-    e, s = index.embedder, index.settings
-    chunked = [(d, chunk_document(d, e.count_tokens, s.chunk_tokens, s.overlap_tokens, e.max_tokens)) for d in docs]
-    return Part(abspath, docs[0].source, digest, len(data), chunked, True, True)
+        if not any(f.line is None for f in failed):
+            failed.append(DocumentError(path, "no text to index"))
+        return None, failed
+    chunked = [(d, chunk_document(d, tokens.count_tokens, chunk_tokens, overlap_tokens, tokens.max_tokens)) for d in docs]
+    return Part(abspath, docs[0].source, digest, len(data), chunked, True, True), failed
 
 
 def _embed(index, pending: list[Part], vectors: dict, report: IngestReport, progress: Progress, writer: Writer):

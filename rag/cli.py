@@ -15,6 +15,7 @@ from .config import MODES, Settings
 from .errors import RagError
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+FILE_STAGES = ("reading", "cluster")  # progress stages counted in files (the others count chunks)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="build a fresh index and swap it in (new model or chunking)")
     p.add_argument("--chunk-tokens", type=int, help="chunk size in model tokens (RAG_CHUNK_TOKENS)")
     p.add_argument("--overlap-tokens", type=int, help="sentence overlap between chunks, in tokens")
+    p.add_argument("--ray", dest="ray_address", nargs="?", const="local", metavar="ADDRESS",
+                   help="load, chunk and embed on a Ray cluster: auto (the one RAY_ADDRESS names), HOST:PORT, "
+                        "ray://HOST:PORT, or nothing for one on this machine (RAG_RAY_ADDRESS; needs: pip install 'ray[data]')")
+    p.add_argument("--ray-workers", type=int, help="embedding actors on the cluster (RAG_RAY_WORKERS; default: as work queues)")
 
     sub.add_parser("status", parents=[common], help="what the index holds")
 
@@ -82,7 +87,7 @@ def _progress(settings: Settings):
     def update(stage, done, total):
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=f"{stage:<9}", unit="file" if stage == "reading" else "chunk",
+            bar = bars[stage] = tqdm(total=total, desc=f"{stage:<9}", unit="file" if stage in FILE_STAGES else "chunk",
                                      file=sys.stderr, position=len(bars), dynamic_ncols=True)
         bar.total = max(total, done)
         bar.n = done

@@ -115,11 +115,18 @@ class Index:
         """Index files and folders incrementally: unchanged files cost a hash, nothing more.
 
         Files gone from an indexed folder leave the index unless prune=False. A file that fails to
-        load keeps its previous version in the index and is reported.
+        load keeps its previous version in the index and is reported. With settings.ray_address, the
+        changed files are loaded, chunked and embedded on that Ray cluster (rag/distributed.py).
         """
         prune = self.settings.prune if prune is None else prune
         paths = [Path(p) for p in (paths or [self.settings.corpus_dir])]
-        return self._write(lambda report, writer, progress: ingest.add_paths(self, paths, progress, prune, report, writer),
+        if self.settings.ray_address:  # load, chunk and embed on a Ray cluster (imported only then)
+            from . import distributed
+
+            add_paths = distributed.add_paths
+        else:
+            add_paths = ingest.add_paths
+        return self._write(lambda report, writer, progress: add_paths(self, paths, progress, prune, report, writer),
                            progress)
 
     def add_precomputed(self, files: Iterable[EmbeddedFile], progress: Progress | None = None) -> IngestReport:

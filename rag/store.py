@@ -255,6 +255,11 @@ class Store:
                 found[h] = (unpack(blob, dim, exact=True)[0], unpack(sentence_blob, dim, exact=True))
         return found
 
+    def embed_hashes(self, path: str) -> set[bytes]:
+        """The embed hashes of one file's stored chunks: what a worker may leave for vectors_for."""
+        return {r[0] for r in self._db.execute(
+            "SELECT c.embed_hash FROM chunks c JOIN documents d ON d.id = c.document WHERE d.path = ?", (path,))}
+
     def chunk_count(self) -> int:
         return self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
 

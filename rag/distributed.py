@@ -78,9 +78,12 @@ class Piece:
     last: bool = False  # closes the file
     failed: list[tuple[str, int | None]] = field(default_factory=list)  # (reason, JSONL line), on the last row
     nodes: list[str] = field(default_factory=list)  # where it was loaded, then embedded
+    actor: str = ""  # the actor that embedded it
 
 
 def import_ray():
+    # read when ray.data is first imported: its progress lines are noise beside the driver's own
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
     try:
         import ray
         import ray.data
@@ -129,7 +132,6 @@ def connect(ray, settings) -> bool:
     except (ConnectionError, ValueError, RuntimeError) as e:
         raise RagError(f"cannot join the Ray cluster at {address!r} ({e}); start one (ray start --head), point "
                        "--ray / RAG_RAY_ADDRESS at it, or use --ray alone for a cluster on this machine") from None
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its progress logs: the driver shows its own
     return True
 
 
@@ -149,10 +151,14 @@ def _results(ray, index, jobs: list[Job], data: list):
     ds = ds.flat_map(_load, fn_kwargs={"tokens": e.tokens, "options": LoadOptions(passwords=s.pdf_passwords),
                                        "chunk_tokens": s.chunk_tokens, "overlap_tokens": s.overlap_tokens,
                                        "model": s.model})
+    per_call = s.gpu_batch_size if gpus else s.batch_size
+    # a file's rows come out of its load task as one block, and an actor takes whole blocks: cut them
+    # to a call's worth (streaming, order kept), so one big file feeds every actor
+    ds = ds.repartition(target_num_rows_per_block=per_call)
     ds = ds.map_batches(Embed, fn_constructor_kwargs={"model": s.model, "batch_size": s.batch_size,
                                                       "gpu_batch_size": s.gpu_batch_size},
-                        batch_size=s.gpu_batch_size if gpus else s.batch_size, batch_format="numpy",
-                        compute=compute, **({"num_gpus": 1} if gpus else {"num_cpus": 1}))
+                        batch_size=per_call, batch_format="numpy", compute=compute,
+                        **({"num_gpus": 1} if gpus else {"num_cpus": 1}))
     ds.context.execution_options.preserve_order = True  # a file's chunks reach the writer in order
     ds.context.enable_progress_bars = False  # the driver shows its own progress
     ds.context.print_on_execution_start = False
@@ -171,7 +177,7 @@ def _write(index, pieces, jobs: list[Job], progress, report: IngestReport, write
     s = index.settings
     dim = index.store.manifest().get("dim") or index.embedder.dim
     held, documents, first, files, since = {}, [], True, 0, 0
-    places = {"loaded": Counter(), "embedded": Counter()}
+    places, actors = {"loaded": Counter(), "embedded": Counter()}, Counter()
 
     def put(job: Job, last: bool) -> None:
         part = ingest.Part(job.abspath, documents[0].document.source, job.digest, job.size, documents, first, last)
@@ -187,6 +193,7 @@ def _write(index, pieces, jobs: list[Job], progress, report: IngestReport, write
         job = jobs[p.seq]
         for stage, node in zip(places, p.nodes):
             places[stage][node] += 1
+        actors[p.actor] += 1
         if p.prefetch:  # before the file's first part is written, while its old version is stored
             held = index.store.vectors_for(p.prefetch, dim)
         if p.document is not None:
@@ -211,8 +218,9 @@ def _write(index, pieces, jobs: list[Job], progress, report: IngestReport, write
         if p.last or since >= PROGRESS_EVERY:
             progress("embedding", report.embedded, report.embedded)
             since = 0
-    log.info("Ray: %s", "; ".join(f"{stage} on {len(nodes)} node(s) ({', '.join(f'{n}: {k}' for n, k in sorted(nodes.items()))})"
-                                  for stage, nodes in places.items()))
+    log.info("Ray: %s; by %d actor(s) (%s rows)", "; ".join(
+        f"{stage} on {len(nodes)} node(s) ({', '.join(f'{n}: {k}' for n, k in sorted(nodes.items()))})"
+        for stage, nodes in places.items()), len(actors), "/".join(map(str, sorted(actors.values()))))
 
 
 def _load(row, *, tokens, options: LoadOptions, chunk_tokens: int, overlap_tokens: int, model: str):
@@ -251,7 +259,7 @@ class Embed:
         gpu = torch.cuda.is_available()  # Ray shows an actor only the GPUs it reserved for it
         self.embedder = Embedder(model, device="cuda" if gpu else "cpu")
         self.batch_size = gpu_batch_size if gpu else batch_size
-        self.node = ray.get_runtime_context().get_node_id()
+        self.node, self.actor = ray.get_runtime_context().get_node_id(), ray.get_runtime_context().get_actor_id()
 
     def __call__(self, batch: dict) -> dict:
         pieces = [pickle.loads(p) for p in batch["piece"]]
@@ -266,4 +274,5 @@ class Embed:
             p.embedded = texts.pop(p.hash, None) is not None
         for p in pieces:
             p.nodes.append(self.node)
+            p.actor = self.actor
         return {"piece": np.array([pickle.dumps(p) for p in pieces], dtype=object)}

@@ -16,7 +16,8 @@ OUT = ROOT / "docs" / "BENCHMARKS.md"
 
 # result file -> how to reproduce it (files not listed are included too, after these, in name order)
 HOW = {
-    "ingest.md": "`.venv/bin/python bench/ingest.py` (`--limit N` for the first N docs)",
+    "ingest.md": "`.venv/bin/python bench/ingest.py` (`--limit N` for the first N docs; `--ray` also through a "
+                 "local Ray cluster, which needs `pip install 'ray[data]'`)",
     "retrieval.md": "`.venv/bin/python bench/retrieval.py --only scifact` "
                     "(`--chunk-sizes 128,200,256` to re-compare chunk sizes; each size embeds the corpus once)",
     "faiss.md": "`.venv/bin/python bench/retrieval.py --only faiss` (synthetic vectors, no data needed)",

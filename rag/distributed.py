@@ -176,7 +176,7 @@ def _write(index, pieces, jobs: list[Job], progress, report: IngestReport, write
     the stored vectors they kept, check them and hand them to the writer."""
     s = index.settings
     dim = index.store.manifest().get("dim") or index.embedder.dim
-    held, documents, first, files, since = {}, [], True, 0, 0
+    held, documents, count, first, files, since = {}, [], 0, True, 0, 0
     places, actors = {"loaded": Counter(), "embedded": Counter()}, Counter()
 
     def put(job: Job, last: bool) -> None:
@@ -197,22 +197,23 @@ def _write(index, pieces, jobs: list[Job], progress, report: IngestReport, write
         if p.prefetch:  # before the file's first part is written, while its old version is stored
             held = index.store.vectors_for(p.prefetch, dim)
         if p.document is not None:
-            if sum(len(d.chunks) for d in documents) >= ingest.BATCH_CHUNKS:
+            if count >= ingest.BATCH_CHUNKS:
                 put(job, last=False)
-                documents, first = [], False
+                documents, count, first = [], 0, False
             documents.append(EmbeddedDocument(document=p.document, chunks=[], vectors=[], sentence_vectors=[]))
         if p.chunk is not None:
             vector, sentence_vectors = held[p.hash] if p.reuse else (p.vector, p.sentence_vectors)
             documents[-1].chunks.append(p.chunk)
             documents[-1].vectors.append(vector)
             documents[-1].sentence_vectors.append(sentence_vectors)
+            count += 1
             report.embedded += p.embedded
             since += 1
         if p.last:
             report.failed += [DocumentError(job.path, reason, line) for reason, line in p.failed]
             if documents:
                 put(job, last=True)
-            held, documents, first = {}, [], True
+            held, documents, count, first = {}, [], 0, True
             files += 1
             progress("cluster", files, len(jobs))
         if p.last or since >= PROGRESS_EVERY:

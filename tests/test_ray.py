@@ -167,6 +167,9 @@ def test_an_index_built_on_the_cluster_equals_a_local_build(pair, cluster, caplo
 
 @needs_ray
 def test_a_rerun_sends_only_changed_files_and_keeps_unchanged_chunks(pair, monkeypatch):
+    import rag.ingest
+
+    monkeypatch.setattr(rag.ingest, "BATCH_CHUNKS", 2)  # files of several documents are written in parts
     corpus, local, on_ray = pair
     want, got = Index.open(settings=local), Index.open(settings=on_ray)
     want.add([corpus])
@@ -174,14 +177,18 @@ def test_a_rerun_sends_only_changed_files_and_keeps_unchanged_chunks(pair, monke
     to_cluster = sent(monkeypatch)
     # unchanged files never reach the cluster; a file that failed has no stored hash, and is tried again
     assert got.add([corpus]).unchanged == 4 and to_cluster == [["broken.pdf"]]
-    # one file grows at its end (its first chunks stay as they were), one is new, one is deleted
+    # two files change, one is new, one is deleted. The shipped text grows at its end: its first chunks
+    # stay as they were. The first record is rewritten: the last one keeps its vector, though the file's
+    # first part, written before it, removes the file's old version
     with open(corpus / CORPUS_FILE.name, "a") as f:
         f.write("\nA new closing paragraph. It says that talks will go on next spring in Geneva.\n")
+    records = corpus / "records.jsonl"
+    records.write_text(records.read_text().replace("Tides follow it twice a day", "Tides follow it, twice a day"))
     (corpus / "bees.txt").write_text("A queen bee can lay two thousand eggs in a day.\n")
     (corpus / "otters.txt").unlink()
     expected, report = want.add([corpus]), got.add([corpus])
-    assert to_cluster[1:] == [["bees.txt", "broken.pdf", "putin-diplomacy.txt"]]
-    assert sorted(report.added) == sorted(expected.added) == ["bees.txt", "putin-diplomacy.txt"]
+    assert to_cluster[1:] == [["bees.txt", "broken.pdf", "putin-diplomacy.txt", "records.jsonl"]]
+    assert sorted(report.added) == sorted(expected.added) == ["bees.txt", "putin-diplomacy.txt", "records.jsonl"]
     assert report.removed == expected.removed == ["otters.txt"]
     assert report.embedded == expected.embedded < report.chunks  # the unchanged chunks kept their vectors
     assert_same_index(got, want)

@@ -36,7 +36,7 @@ class Settings:
     alpha: float = 0.5  # weight of the dense side in convex fusion
     candidates: int = 100  # hits fetched from each side before fusion
     ivf_threshold: int = 100_000  # chunks from which FAISS switches from exact search to IVF-SQ8 (bench/results/scale.md)
-    ivf_nprobe: int = 128  # inverted lists searched per query: recall against speed (bench/results/scale.md)
+    ivf_nprobe: int = 256  # inverted lists searched per query: recall against speed (bench/results/scale.md)
     keyword_max_df: int = 5_000  # BM25 leaves out query words in more chunks than this (bench/results/scale.md)
     quiet: bool = False
     llm_url: str = ""

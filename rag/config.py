@@ -36,7 +36,8 @@ class Settings:
     alpha: float = 0.5  # weight of the dense side in convex fusion
     candidates: int = 100  # hits fetched from each side before fusion
     ivf_threshold: int = 100_000  # chunks from which FAISS switches from exact search to IVF-SQ8 (bench/results/scale.md)
-    ivf_nprobe: int = 32  # inverted lists searched per query: recall against speed (bench/results/scale.md)
+    ivf_nprobe: int = 256  # inverted lists searched per query: recall against speed (bench/results/scale.md)
+    keyword_max_df: int = 5_000  # BM25 leaves out query words in more chunks than this (bench/results/scale.md)
     quiet: bool = False
     # rag index on a Ray cluster (rag/distributed.py): "" indexes in this process; "local" starts a
     # one-machine cluster for the run; "auto" joins the cluster RAY_ADDRESS names (or the one running
@@ -85,7 +86,7 @@ class Settings:
             raise RagError(f"chunk_tokens must be at least 16, not {self.chunk_tokens}")
         if not 0 <= self.overlap_tokens < self.chunk_tokens:
             raise RagError("overlap_tokens must be between 0 and chunk_tokens")
-        for name in ("k", "batch_size", "candidates", "ivf_threshold", "ivf_nprobe", "gpu_batch_size"):
+        for name in ("k", "batch_size", "candidates", "ivf_threshold", "ivf_nprobe", "keyword_max_df", "gpu_batch_size"):
             if getattr(self, name) < 1:
                 raise RagError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.llm_url and not self.llm_url.lower().startswith(("http://", "https://")):

@@ -234,7 +234,7 @@ class Index:
             query_vector = self.embed_query(query)
         return retrieve.search(faiss_index=self.faiss() if mode != "bm25" else None, store=self.store, query=query,
                                query_vector=query_vector, k=k or s.k, mode=mode, fusion=s.fusion, alpha=s.alpha,
-                               candidates=s.candidates)
+                               candidates=s.candidates, max_df=s.keyword_max_df)
 
     def status(self) -> dict:
         manifest = self.store.manifest()

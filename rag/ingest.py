@@ -243,12 +243,12 @@ def add_embedded(index, files: Iterable[EmbeddedFile], progress: Progress, repor
     for n, file in enumerate(files):
         progress("writing", n, n + 1)
         check_kind(file, manifest, index.dir)
+        if known.get(file.path) == file.hash:
+            report.unchanged += 1
+            continue
         reason = check(file, dim)
         if reason:
             report.failed.append(DocumentError(file.path, reason))
-            continue
-        if known.get(file.path) == file.hash:
-            report.unchanged += 1
             continue
         for part in parts(Part(file.path, file.source, file.hash, file.size, file.documents, True, True), BATCH_CHUNKS):
             writer.put(part)

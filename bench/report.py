@@ -17,12 +17,15 @@ OUT = ROOT / "docs" / "BENCHMARKS.md"
 # result file -> how to reproduce it (files not listed are included too, after these, in name order)
 HOW = {
     "ingest.md": "`.venv/bin/python bench/ingest.py` (`--limit N` for the first N docs; `--only pdf,ocr` re-runs "
-                 "the PDF and OCR sections alone)",
+                 "the PDF and OCR sections alone; `--ray` also through a local Ray cluster, which needs "
+                 "`pip install 'ray[data]'`)",
     "embed.md": "`.venv/bin/python bench/embed.py --limit 1200 --rounds 2 --quality \"auto (the default),"
                 "sentence-transformers (before)\"`",
     "retrieval.md": "`.venv/bin/python bench/retrieval.py --only scifact` "
                     "(`--chunk-sizes 128,200,256` to re-compare chunk sizes; each size embeds the corpus once)",
     "faiss.md": "`.venv/bin/python bench/retrieval.py --only faiss` (synthetic vectors, no data needed)",
+    "scale.md": "`.venv/bin/python bench/scale.py` (synthetic collections of 100k, 300k and 1M chunks, cached in "
+                "bench/.cache/scale-*; `--sizes` to choose)",
     "answers.md": "`.venv/bin/python bench/answers.py`",
     "citations.md": "`.venv/bin/python bench/citations.py`",
     "calibration.md": "`.venv/bin/python bench/calibrate_support.py`",

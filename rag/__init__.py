@@ -15,10 +15,11 @@ from .config import Settings
 from .errors import (DocumentError, IndexFormatError, IndexLockedError, IndexMismatchError, IndexNotFoundError,
                      LLMError, RagError)
 from .index import Index, default_index
-from .model import Answer, Chunk, Citation, Document, Dropped, Hit, IngestReport, Sentence
+from .model import (Answer, Chunk, Citation, Document, Dropped, EmbeddedDocument, EmbeddedFile, Hit, IngestReport,
+                    Sentence)
 
 __all__ = [
-    "Answer", "Chunk", "Citation", "Document", "DocumentError", "Dropped", "Hit", "Index", "IndexFormatError",
+    "Answer", "Chunk", "Citation", "Document", "DocumentError", "Dropped", "EmbeddedDocument", "EmbeddedFile", "Hit", "Index", "IndexFormatError",
     "IndexLockedError", "IndexMismatchError", "IndexNotFoundError", "IngestReport", "LLMError", "RagError",
     "Sentence", "Settings", "ask", "default_index",
 ]

@@ -17,7 +17,7 @@ from .errors import AccessError, RagError
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 SETTINGS = {f.name for f in dataclasses.fields(Settings)}  # flags with these names become Settings
-UNITS = {"reading": "file", "ocr": "page"}  # what each progress stage counts; the rest count chunks
+UNITS = {"reading": "file", "cluster": "file", "ocr": "page"}  # what each progress stage counts; the rest count chunks
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="build a fresh index and swap it in (new model or chunking)")
     p.add_argument("--chunk-tokens", type=int, help="chunk size in model tokens (RAG_CHUNK_TOKENS)")
     p.add_argument("--overlap-tokens", type=int, help="sentence overlap between chunks, in tokens")
+    p.add_argument("--ray", dest="ray_address", nargs="?", const="local", metavar="ADDRESS",
+                   help="load, chunk and embed on a Ray cluster: auto (the one RAY_ADDRESS names), HOST:PORT, "
+                        "ray://HOST:PORT, or nothing for one on this machine (RAG_RAY_ADDRESS; needs: pip install 'ray[data]')")
+    p.add_argument("--ray-workers", type=int, help="embedding actors on the cluster (RAG_RAY_WORKERS; default: as work queues)")
 
     sub.add_parser("status", parents=[common], help="what the index holds")
 

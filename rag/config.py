@@ -43,8 +43,16 @@ class Settings:
     fusion: str = "convex"  # convex (weighted, normalized scores) | rrf
     alpha: float = 0.5  # weight of the dense side in convex fusion
     candidates: int = 100  # hits fetched from each side before fusion
-    hnsw_threshold: int = 300_000  # chunks from which FAISS switches from exact search to HNSW (bench/results/faiss.md)
+    ivf_threshold: int = 100_000  # chunks from which FAISS switches from exact search to IVF-SQ8 (bench/results/scale.md)
+    ivf_nprobe: int = 256  # inverted lists searched per query: recall against speed (bench/results/scale.md)
+    keyword_max_df: int = 5_000  # BM25 leaves out query words in more chunks than this (bench/results/scale.md)
     quiet: bool = False
+    # rag index on a Ray cluster (rag/distributed.py): "" indexes in this process; "local" starts a
+    # one-machine cluster for the run; "auto" joins the cluster RAY_ADDRESS names (or the one running
+    # here); HOST:PORT or ray://HOST:PORT joins that one
+    ray_address: str = ""
+    ray_workers: int = 0  # embedding actors; 0: from 1 up to one per GPU (or per CPU but one) as work queues
+    gpu_batch_size: int = 256  # texts per forward pass on a GPU worker (CPU workers use batch_size)
     llm_url: str = ""
     llm_model: str = ""
     llm_api_key: str = field(default="", repr=False)
@@ -72,6 +80,7 @@ class Settings:
         self.auth_file = Path(self.auth_file) if self.auth_file else None
         self.pdf_passwords = list(self.pdf_passwords or [])
         self.llm_url = (self.llm_url or "").strip()
+        self.ray_address = (self.ray_address or "").strip()
         self.validate()
 
     def replace(self, **changes) -> "Settings":
@@ -92,7 +101,7 @@ class Settings:
             raise RagError(f"chunk_tokens must be at least 16, not {self.chunk_tokens}")
         if not 0 <= self.overlap_tokens < self.chunk_tokens:
             raise RagError("overlap_tokens must be between 0 and chunk_tokens")
-        for name in ("k", "batch_size", "candidates", "hnsw_threshold"):
+        for name in ("k", "batch_size", "candidates", "ivf_threshold", "ivf_nprobe", "keyword_max_df", "gpu_batch_size"):
             if getattr(self, name) < 1:
                 raise RagError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not 72 <= self.ocr_dpi <= 1200:
@@ -102,6 +111,11 @@ class Settings:
                            f"{self.ocr_language!r} (RAG_OCR_LANGUAGE)")
         if self.llm_url and not self.llm_url.lower().startswith(("http://", "https://")):
             raise RagError(f"llm_url must start with http:// or https://, not {self.llm_url!r} (RAG_LLM_URL)")
+        if self.ray_address and self.ray_address not in ("local", "auto") and ":" not in self.ray_address:
+            raise RagError(f"a Ray address is local, auto, HOST:PORT or ray://HOST:PORT, not {self.ray_address!r} "
+                           "(RAG_RAY_ADDRESS; after --ray a path is read as the address: put paths before --ray)")
+        if self.ray_workers < 0:
+            raise RagError(f"ray_workers must be 0 (as many as the cluster allows) or more, not {self.ray_workers}")
         if self.llm_timeout <= 0:
             raise RagError(f"llm_timeout must be positive seconds, not {self.llm_timeout}")
 

@@ -8,51 +8,24 @@ per folder and model for the whole process.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import shutil
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Iterable
 
 import numpy as np
 
-from . import ann, retrieve
-from .chunk import CHUNKER_VERSION, chunk_document
+from . import ann, ingest, retrieve
+from .chunk import CHUNKER_VERSION
 from .config import Settings
 from .embed import vector_kind
-from .errors import DocumentError, IndexFormatError, IndexLockedError, IndexMismatchError, IndexNotFoundError, RagError
-from .load import LoadOptions, file_hash, find_files, load_file, read_file
-from .model import Hit, IngestReport
+from .errors import IndexFormatError, IndexLockedError, IndexMismatchError, IndexNotFoundError, RagError
+from .ingest import Progress, absolute
+from .model import EmbeddedFile, Hit, IngestReport
 from .store import Store
-
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
-BATCH_CHUNKS = 2048  # chunks embedded and committed together: Ctrl-C loses at most one batch
-
-
-class _Part(NamedTuple):
-    """A file's chunked documents, or a slice of them when the file is bigger than one batch."""
-
-    path: str  # absolute
-    source: str
-    digest: str
-    size: int
-    chunked: list  # [(Document, [Chunk, ...]), ...]
-    first: bool
-    last: bool
-
-
-def _parts(part: _Part, limit: int):
-    """Slice a big file (a JSONL corpus, a long PDF) into parts of about `limit` chunks."""
-    start, count = 0, 0
-    for i, (_, chunks) in enumerate(part.chunked):
-        count += len(chunks)
-        if count >= limit and i + 1 < len(part.chunked):
-            yield part._replace(chunked=part.chunked[start:i + 1], first=start == 0, last=False)
-            start, count = i + 1, 0
-    yield part._replace(chunked=part.chunked[start:], first=start == 0, last=True)
 
 
 class Index:
@@ -144,156 +117,47 @@ class Index:
         """Index files and folders incrementally: unchanged files cost a hash, nothing more.
 
         Files gone from an indexed folder leave the index unless prune=False. A file that fails to
-        load keeps its previous version in the index and is reported.
+        load keeps its previous version in the index and is reported. With settings.ray_address, the
+        changed files are loaded, chunked and embedded on that Ray cluster (rag/distributed.py).
         """
-        started = time.perf_counter()
-        paths = [Path(p) for p in (paths or [self.settings.corpus_dir])]
         prune = self.settings.prune if prune is None else prune
+        paths = [Path(p) for p in (paths or [self.settings.corpus_dir])]
+        if self.settings.ray_address:  # load, chunk and embed on a Ray cluster (imported only then)
+            from . import distributed
+
+            add_paths = distributed.add_paths
+        else:
+            add_paths = ingest.add_paths
+        return self._write(lambda report, writer, progress: add_paths(self, paths, progress, prune, report, writer),
+                           progress)
+
+    def add_precomputed(self, files: Iterable[EmbeddedFile], progress: Progress | None = None) -> IngestReport:
+        """Write files chunked and embedded elsewhere (workers, a cache), in any order, file by file.
+
+        Each EmbeddedFile must have been made with this index's model and chunker settings (else
+        IndexMismatchError, before anything is written) and pass the checks `Index.add` guarantees for
+        its own (exact offsets, sentences inside their chunk, normalized float vectors of the right
+        shape); a file that does not is reported in `failed` and not written. Written in batches of
+        ingest.BATCH_CHUNKS chunks, one transaction each: after a crash, rerun it; the files already
+        written with the same hash are skipped (`unchanged`).
+        """
+        return self._write(lambda report, writer, progress: ingest.add_embedded(self, files, progress, report, writer),
+                           progress)
+
+    def _write(self, work, progress: Progress | None) -> IngestReport:
+        """Run `work` under the write lock through one Writer, then bring the vector index up to date."""
+        started = time.perf_counter()
         report = IngestReport()
-        progress = progress or (lambda stage, done, total: None)
         with self.write_lock():
             self._check_manifest(for_writing=True)
-            files = []
-            for p in paths:
-                try:
-                    found = find_files([p])
-                except DocumentError as e:
-                    report.failed.append(e)
-                    continue
-                files += found.files
-                report.skipped += [str(s) for s in found.skipped]
-                report.failed += found.failed
-            known = {path: f["hash"] for path, f in self.store.files().items()}
-            seen, pending, pending_chunks, vectors = set(), [], 0, {}
-            changed = False
+            writer = ingest.Writer(self.store, self.settings.model, report)
             try:
-                for n, (path, root) in enumerate(files):
-                    progress("reading", n, len(files))
-                    abspath = _absolute(path)
-                    seen.add(abspath)
-                    loaded = self._load(path, root, abspath, known, report, progress)
-                    if loaded is None:
-                        continue
-                    # Look up stored vectors before any part is written: writing the first part
-                    # removes the file's old chunks, whose vectors the later parts may reuse.
-                    vectors.update(self.store.vectors_for(
-                        {self._embed_hash(c) for _, chunks in loaded.chunked for c in chunks}))
-                    for part in _parts(loaded, BATCH_CHUNKS):
-                        pending.append(part)
-                        pending_chunks += sum(len(chunks) for _, chunks in part.chunked)
-                        if pending_chunks >= BATCH_CHUNKS:
-                            changed |= self._commit(pending, vectors, report, progress)
-                            pending, pending_chunks = [], 0
-                progress("reading", len(files), len(files))
-                changed |= self._commit(pending, vectors, report, progress)
-                roots = [_absolute(p) + os.sep for p in paths if p.is_dir()]
-                if prune:
-                    changed |= self._prune(roots, seen, report)
-                with self.store.transaction() as tx:
-                    gone = [f["path"] for f in self.store.failures()
-                            if f["path"] not in seen and any(f["path"].startswith(r) for r in roots)
-                            and not os.path.lexists(f["path"])]
-                    failures = [(_absolute(Path(e.path)), e.reason if e.line is None else f"line {e.line}: {e.reason}")
-                                for e in report.failed]
-                    self.store.set_failures(tx, seen | {p for p, _ in failures} | set(gone), failures, time.time())
+                work(report, writer, progress or (lambda stage, done, total: None))
             finally:
-                if changed or self._faiss_generation != self.store.generation():
+                if writer.changed or self._faiss_generation != self.store.generation():
                     self._refresh_faiss(save=True)
         report.seconds = time.perf_counter() - started
         return report
-
-    def _load(self, path, root, abspath, known, report, progress: Progress):
-        """Read and chunk one file; None when it is unchanged or failed (an unchanged scan is never OCR'd again)."""
-        try:
-            data = read_file(path)
-        except DocumentError as e:
-            report.failed.append(e)
-            return None
-        digest = file_hash(data)
-        if known.get(abspath) == digest:
-            report.unchanged += 1
-            return None
-        try:
-            items = list(load_file(path, root, self._load_options(progress), data=data))
-        except DocumentError as e:
-            report.failed.append(e)
-            return None
-        docs = [d for d in items if not isinstance(d, DocumentError)]
-        errors = [d for d in items if isinstance(d, DocumentError)]
-        report.failed += errors
-        if not docs:
-            if not any(f.path == str(path) and f.line is None for f in report.failed):
-                report.failed.append(DocumentError(path, "no text to index"))
-            return None
-        e = self.embedder
-        chunked = [(d, chunk_document(d, e.count_tokens, self.settings.chunk_tokens,
-                                      self.settings.overlap_tokens, e.max_tokens)) for d in docs]
-        digest = "" if any(err.retry for err in errors) else digest  # no hash: read again next run
-        return _Part(abspath, docs[0].source, digest, len(data), chunked, True, True)
-
-    def _load_options(self, progress: Progress) -> LoadOptions:
-        s = self.settings
-        return LoadOptions(passwords=s.pdf_passwords, ocr=s.ocr, ocr_dpi=s.ocr_dpi, ocr_language=s.ocr_language,
-                           progress=lambda done, total: progress("ocr", done, total))
-
-    def _embed_hash(self, chunk) -> str:
-        """Same model, text and sentences: same vectors, so a moved or unchanged chunk is not embedded again."""
-        return hashlib.sha1(f"{self.settings.model}\x00{chunk.embed_text}\x00{chunk.embed_spans}".encode()).hexdigest()
-
-    def _commit(self, pending: list["_Part"], vectors: dict, report: IngestReport, progress: Progress) -> bool:
-        """Embed what is new, then write these (parts of) files in one transaction.
-
-        A file too big for one batch is written in several; its hash is recorded with the last, so
-        an interrupted run reads it again and finds the vectors of the parts already written.
-        """
-        if not pending:
-            return False
-        all_chunks = [c for part in pending for _, chunks in part.chunked for c in chunks]
-        hashes = [self._embed_hash(c) for c in all_chunks]
-        # longest first, so the model's batches hold texts of about one length (less padding)
-        todo = sorted({h: c for h, c in zip(hashes, all_chunks) if h not in vectors}.items(),
-                      key=lambda item: (-len(item[1].embed_text), item[0]))
-        step = max(self.settings.batch_size * 4, 1)
-        for i in range(0, len(todo), step):
-            progress("embedding", report.embedded, report.embedded + len(todo) - i)
-            part = todo[i:i + step]
-            chunk_vectors, sentence_vectors = self.embedder.encode_with_spans(
-                [c.embed_text for _, c in part], [c.embed_spans for _, c in part], self.settings.batch_size)
-            for (h, _), v, sv in zip(part, chunk_vectors, sentence_vectors):
-                vectors[h] = (v, sv)
-            report.embedded += len(part)
-        progress("embedding", report.embedded, report.embedded)
-        it = iter(zip(all_chunks, hashes))
-        now = time.time()
-        with self.store.transaction() as tx:
-            for part in pending:
-                if part.first:
-                    self.store.remove_file(tx, part.path)
-                    self.store.insert_file(tx, part.path, part.source, part.digest if part.last else "", part.size, now)
-                elif part.last:
-                    self.store.set_file_hash(tx, part.path, part.digest)
-                documents = [(doc, [(c, vectors[h], h) for c, h in (next(it) for _ in chunks)])
-                             for doc, chunks in part.chunked]
-                self.store.insert_documents(tx, part.path, documents)
-                if part.last:
-                    report.added.append(part.source)
-            self.store.bump_generation(tx)
-        report.chunks += len(all_chunks)
-        for h in hashes:  # written: later files find them in the store, and memory stays flat
-            vectors.pop(h, None)
-        return True
-
-    def _prune(self, roots, seen, report) -> bool:
-        gone = [(path, f["source"]) for path, f in self.store.files().items()
-                if path not in seen and any(path.startswith(r) for r in roots)]
-        if not gone:
-            return False
-        with self.store.transaction() as tx:
-            for path, source in gone:
-                self.store.remove_file(tx, path)
-                report.removed.append(source)
-            self.store.bump_generation(tx)
-        return True
 
     def rebuild(self, paths=None, progress: Progress | None = None) -> IngestReport:
         """Build a fresh index beside this one, then swap it in: the old one serves until the swap."""
@@ -318,7 +182,7 @@ class Index:
                     p.rename(self.dir / p.name)
             shutil.rmtree(old_dir, ignore_errors=True)
             shutil.rmtree(fresh_dir, ignore_errors=True)
-        self._faiss_generation = None
+        self._faiss, self._faiss_generation = None, None  # its ids are the old index's: never sync it
         return report
 
     # -- reading -----------------------------------------------------------------------------
@@ -333,18 +197,30 @@ class Index:
         return self._faiss
 
     def _refresh_faiss(self, save: bool) -> None:
-        generation = self.store.generation()
-        stored_dim = self.store.manifest().get("dim")
-        index = ann.load(self.dir, generation)
-        if index is None:
-            dim = stored_dim or self.embedder.dim
-            ids, vectors = self.store.all_vectors(dim)
-            index = ann.build(ids, vectors, dim, self.settings.hnsw_threshold)
-            if save:
-                ann.save(index, self.dir, generation)
-        if save and stored_dim is None:
+        """Bring the vector index to the last commit by its difference (ann.sync), starting from the one
+        in memory or the newest saved file; build it from SQLite only when there is none. A writer
+        (save=True) also rebuilds when ann.worth_rebuilding says so, and saves the result."""
+        import faiss
+
+        s = self.settings
+        with self.store.snapshot():  # one commit throughout, even while a writer goes on
+            generation = self.store.generation()
+            manifest = self.store.manifest()
+            dim = manifest.get("dim") or self.embedder.dim
+            if self._faiss is not None:  # never change the index searches are using: work on a copy
+                index, at = faiss.clone_index(self._faiss), self._faiss_generation
+            else:
+                index, at = ann.load(self.dir)
+            if index is None or (save and ann.worth_rebuilding(index, self.store.chunk_count(), s.ivf_threshold)):
+                index, at = ann.build(self.store, dim, s.ivf_threshold), None
+            elif at != generation:
+                ann.sync(index, self.store, dim)
+        ann.configure(index, s.ivf_nprobe)
+        if save and (at != generation or not ann.faiss_path(self.dir, generation).exists()):
+            ann.save(index, self.dir, generation)
+        if save and manifest.get("dim") is None:
             with self.store.transaction() as tx:
-                self.store.set_manifest(tx, "dim", self.embedder.dim)
+                self.store.set_manifest(tx, "dim", dim)
                 self.store.set_manifest(tx, "embedder", self.embedder.name)
         self._faiss, self._faiss_generation = index, generation
 
@@ -361,7 +237,7 @@ class Index:
             query_vector = self.embed_query(query)
         return retrieve.search(faiss_index=self.faiss() if mode != "bm25" else None, store=self.store, query=query,
                                query_vector=query_vector, k=k or s.k, mode=mode, fusion=s.fusion, alpha=s.alpha,
-                               candidates=s.candidates)
+                               candidates=s.candidates, max_df=s.keyword_max_df)
 
     def status(self) -> dict:
         manifest = self.store.manifest()
@@ -390,15 +266,6 @@ class Index:
         self.close()
 
 
-def _absolute(path: Path) -> str:
-    """The path with symbolic links resolved (one file under two names is one file); a link that
-    loops or dangles keeps its own absolute name, so it can be reported rather than crash the run."""
-    try:
-        return str(Path(path).resolve(strict=True))
-    except (OSError, RuntimeError):
-        return os.path.abspath(path)
-
-
 _default_indexes: dict = {}
 _default_lock = threading.Lock()
 
@@ -407,7 +274,7 @@ def default_index(settings: Settings | None = None) -> Index:
     """The index at settings.index_dir, opened once per process and built from settings.corpus_dir if
     empty (or written by an older version): what `ask()` without an index, the CLI and the chat use."""
     settings = settings or Settings.from_env()
-    key = (_absolute(Path(settings.index_dir)), settings.model)
+    key = (absolute(Path(settings.index_dir)), settings.model)
     with _default_lock:
         index = _default_indexes.get(key)
         if index is None:

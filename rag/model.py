@@ -48,6 +48,35 @@ class Chunk:
 
 
 @dataclass(kw_only=True)
+class EmbeddedDocument:
+    """A document with its chunks and their vectors, made elsewhere (a worker, a cache): see EmbeddedFile."""
+
+    document: Document
+    chunks: list[Chunk]  # chunk.text == document.text[chunk.start:chunk.end], one title for all
+    vectors: Any  # (len(chunks), dim) float, normalized: what the embedder's encode_with_spans gives
+    sentence_vectors: list  # per chunk, (len(chunk.sentences), dim) float, normalized
+
+
+@dataclass(kw_only=True)
+class EmbeddedFile:
+    """One file, chunked and embedded: the unit `Index.add_precomputed` takes, in any order.
+
+    The model and chunker settings it was made with must be the index's (its manifest): vectors of
+    another model never mix with the index's own.
+    """
+
+    path: str  # absolute path: the file's identity in the index (re-adding it replaces its documents)
+    source: str  # path relative to the folder that was indexed, as citations show it
+    hash: str  # sha256 of the file's bytes (rag.load.file_hash): an unchanged file is skipped on a rerun
+    size: int
+    documents: list[EmbeddedDocument]
+    model: str
+    chunk_tokens: int
+    overlap_tokens: int
+    chunker: int  # rag.chunk.CHUNKER_VERSION
+
+
+@dataclass(kw_only=True)
 class Hit:
     """A retrieved chunk with its score; what the answerers read."""
 

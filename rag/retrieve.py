@@ -14,16 +14,16 @@ from .text import keywords
 
 
 def search(*, faiss_index, store, query: str, query_vector: np.ndarray | None, k: int, mode: str,
-           fusion: str = "convex", alpha: float = 0.5, candidates: int = 100) -> list[Hit]:
+           fusion: str = "convex", alpha: float = 0.5, candidates: int = 100, max_df: int | None = None) -> list[Hit]:
     """Top-k chunks for the query. `query_vector` (1, dim) is needed for dense and hybrid."""
     check_mode(mode)
     fetch = max(k, candidates if mode == "hybrid" else k)
     if mode == "dense":
         ranked = dense(faiss_index, query_vector, fetch)
     elif mode == "bm25":
-        ranked = bm25(store, query, fetch)
+        ranked = bm25(store, query, fetch, max_df)
     else:
-        ranked = fuse(dense(faiss_index, query_vector, fetch), bm25(store, query, fetch), fusion, alpha)
+        ranked = fuse(dense(faiss_index, query_vector, fetch), bm25(store, query, fetch, max_df), fusion, alpha)
     return store.hits(ranked[:k])
 
 
@@ -36,9 +36,9 @@ def dense(faiss_index, query_vector: np.ndarray, k: int) -> list[tuple[int, floa
     return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
 
-def bm25(store, query: str, k: int) -> list[tuple[int, float]]:
-    """(chunk id, BM25 score), best first, over the query's content words."""
-    return store.keyword_search(keywords(query), k)
+def bm25(store, query: str, k: int, max_df: int | None = None) -> list[tuple[int, float]]:
+    """(chunk id, BM25 score), best first, over the query's content words (those in at most max_df chunks)."""
+    return store.keyword_search(keywords(query), k, max_df)
 
 
 def fuse(dense_hits, keyword_hits, method: str = "convex", alpha: float = 0.5, rrf_k: int = 60):

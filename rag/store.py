@@ -4,6 +4,11 @@ SQLite holds files, documents (their exact text), chunks with their vectors, the
 index, the manifest and the failures, all changed in one transaction per batch; each commit bumps
 a generation number that the vector index (rag/ann.py) is keyed by. Every SQL statement of the
 project is in this file. Reads return documented shapes: Hit objects, dicts, tuples of arrays.
+
+Compact on purpose (a million chunks must fit a laptop disk, bench/results/scale.md): a chunk's text
+is stored once, as the document text it is a slice of; the keyword index is contentless (FTS5 keeps
+only its postings; a removed chunk's text is given back to it from the document to delete it); and
+vectors are int8 with one float32 scale per row (`pack`), a quarter of float32.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import numpy as np
 from .errors import IndexFormatError, IndexNotFoundError, RagError
 from .model import Hit
 
-FORMAT_VERSION = 3  # 2: sentence vectors beside each chunk's vector; 3: documents.ocr
+FORMAT_VERSION = 5  # 2: sentence vectors; 3: documents.ocr; 4: int8 vectors, chunk text only in documents; 5: both
 DB_NAME = "rag.sqlite"
 
+PAGE_SIZE = 65536  # rows of ~2-4 KB pack into big pages with little slack (4 KB pages wasted ~20%)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
@@ -37,30 +43,65 @@ CREATE TABLE IF NOT EXISTS documents (
     doc_id TEXT NOT NULL,
     page INTEGER,
     title TEXT NOT NULL,
+    chunk_title TEXT NOT NULL,    -- the title as its chunks were embedded and keyword-indexed (maybe shortened)
     text TEXT NOT NULL,           -- offsets of chunks and citations index into this
     ocr INTEGER NOT NULL DEFAULT 0  -- 1: the text was read from the page image by OCR
 );
 CREATE INDEX IF NOT EXISTS documents_path ON documents(path);
 CREATE TABLE IF NOT EXISTS chunks (
-    id INTEGER PRIMARY KEY,       -- the FAISS id
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- the FAISS id, never reused: a stale FAISS file never
+                                           -- holds another chunk's vector under a live id
     document INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-    start INTEGER NOT NULL,
+    start INTEGER NOT NULL,       -- the chunk's text is documents.text[start:end], stored once
     end INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    sentences TEXT NOT NULL,      -- JSON [[start, end], ...], absolute offsets
-    embed_hash TEXT NOT NULL,     -- lets an unchanged chunk of a changed file keep its vector
-    vector BLOB NOT NULL,         -- float32, normalized
-    sentence_vectors BLOB NOT NULL  -- float16, one normalized row per entry of sentences
+    sentences BLOB NOT NULL,      -- int32 (start, end) pairs relative to start
+    embed_hash BLOB NOT NULL,     -- 16 bytes: lets an unchanged chunk of a changed file keep its vectors
+    vector BLOB NOT NULL,         -- pack(): int8 and a scale, normalized
+    sentence_vectors BLOB NOT NULL  -- pack(): one normalized row per sentence
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document);
 CREATE INDEX IF NOT EXISTS chunks_embed_hash ON chunks(embed_hash);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(body, tokenize='porter unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    body, content='', tokenize='porter unicode61 remove_diacritics 2');
 CREATE TABLE IF NOT EXISTS failures (path TEXT PRIMARY KEY, reason TEXT NOT NULL, at REAL NOT NULL);
 """
 
 
-_HIT_COLUMNS = ("c.id, d.doc_id, d.source, d.page, c.start, c.end, c.text, c.sentences, d.title, d.ocr, "
-                "c.sentence_vectors")
+def pack(vectors: np.ndarray) -> bytes:
+    """Rows as int8 with a float32 scale each (max |x| / 127): 4 + dim bytes a row, cosine within ~1e-3.
+
+    Computed in float64, so unpack(pack(x), exact=True) packs to the same bytes again: a reused
+    vector is stored unchanged.
+    """
+    rows = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
+    scales = (np.maximum(np.abs(rows).max(axis=1), 1e-12) / 127).astype(np.float32)
+    q = np.clip(np.rint(rows / scales[:, None].astype(np.float64)), -127, 127).astype(np.int8)
+    return scales.tobytes() + q.tobytes()
+
+
+def unpack(blob: bytes, dim: int, exact: bool = False) -> np.ndarray:
+    """(rows, dim) float32, or float64 with exact=True (what pack() reproduces bit for bit)."""
+    n = len(blob) // (4 + dim)
+    scales = np.frombuffer(blob, dtype=np.float32, count=n)
+    q = np.frombuffer(blob, dtype=np.int8, offset=4 * n).reshape(n, dim)
+    kind = np.float64 if exact else np.float32
+    return q.astype(kind) * scales.astype(kind)[:, None]
+
+
+def unpack_rows(blobs: list[bytes], dim: int) -> np.ndarray:
+    """Many one-row pack() blobs at once: (len(blobs), dim) float32."""
+    raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), 4 + dim)
+    scales = raw[:, :4].copy().view(np.float32)
+    return raw[:, 4:].view(np.int8).astype(np.float32) * scales
+
+
+def fts_body(chunk_title: str, text: str) -> str:
+    """What the keyword index holds for a chunk: Chunk.embed_text, rebuilt from the stored document."""
+    return f"{chunk_title}\n{text}" if chunk_title else text
+
+
+_HIT_COLUMNS = ("c.id, d.doc_id, d.source, d.page, c.start, c.end, substr(d.text, c.start + 1, c.end - c.start), "
+                "c.sentences, d.title, d.ocr, c.sentence_vectors")
 
 
 class Store:
@@ -77,6 +118,7 @@ class Store:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # takes effect only on a new database
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -136,18 +178,26 @@ class Store:
     def transaction(self) -> "_Transaction":
         return _Transaction(self._db)
 
+    def snapshot(self) -> "_Transaction":
+        """A read transaction: every read inside it sees one commit (no writer's commit half-way)."""
+        return _Transaction(self._db, "BEGIN")
+
     # -- writes (inside a transaction) --------------------------------------------------------
 
     def set_manifest(self, tx, key: str, value) -> None:
         tx.execute("INSERT OR REPLACE INTO manifest VALUES (?, ?)", (key, json.dumps(value)))
 
     def remove_file(self, tx, path: str) -> int:
-        """Delete a file's documents, chunks and keyword rows; return how many chunks went."""
-        ids = [r[0] for r in tx.execute(
-            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document WHERE d.path = ?", (path,))]
-        tx.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+        """Delete a file's documents, chunks and keyword rows; return how many chunks went.
+
+        The keyword index is contentless: each chunk's text is handed back to FTS5 to delete it."""
+        rows = tx.execute(
+            "SELECT c.id, d.chunk_title, substr(d.text, c.start + 1, c.end - c.start) "
+            "FROM chunks c JOIN documents d ON d.id = c.document WHERE d.path = ?", (path,)).fetchall()
+        tx.executemany("INSERT INTO chunks_fts (chunks_fts, rowid, body) VALUES ('delete', ?, ?)",
+                       [(i, fts_body(title, text)) for i, title, text in rows])
         tx.execute("DELETE FROM files WHERE path = ?", (path,))  # cascades to documents and chunks
-        return len(ids)
+        return len(rows)
 
     def insert_file(self, tx, path: str, source: str, hash_: str, size: int, now: float) -> None:
         tx.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?)", (path, source, hash_, size, now))
@@ -155,22 +205,28 @@ class Store:
     def set_file_hash(self, tx, path: str, hash_: str) -> None:
         tx.execute("UPDATE files SET hash = ? WHERE path = ?", (hash_, path))
 
-    def insert_documents(self, tx, path: str, documents) -> None:
-        """`documents` is a list of (Document, [(Chunk, (vector, sentence vectors), embed_hash), ...])."""
+    def insert_documents(self, tx, path: str, documents) -> list[int]:
+        """`documents` is a list of (Document, [(Chunk, vector, sentence vectors, embed_hash), ...]), vectors
+        as float arrays (checked by the caller: rag/ingest.py); return the new chunk ids in order."""
+        ids = []
         for doc, chunks in documents:
+            chunk_title = chunks[0][0].title if chunks else ""
             doc_row = tx.execute(
-                "INSERT INTO documents (path, source, doc_id, page, title, text, ocr) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (path, doc.source, doc.doc_id, doc.page, doc.title, doc.text, int(doc.ocr)),
+                "INSERT INTO documents (path, source, doc_id, page, title, chunk_title, text, ocr) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (path, doc.source, doc.doc_id, doc.page, doc.title, chunk_title, doc.text, int(doc.ocr)),
             ).lastrowid
-            for chunk, (vector, sentence_vectors), embed_hash in chunks:
+            for chunk, vector, sentence_vectors, embed_hash in chunks:
+                spans = np.asarray(chunk.sentences, dtype=np.int32).reshape(-1, 2) - chunk.start
                 chunk_id = tx.execute(
-                    "INSERT INTO chunks (document, start, end, text, sentences, embed_hash, vector, sentence_vectors) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (doc_row, chunk.start, chunk.end, chunk.text, json.dumps(chunk.sentences), embed_hash,
-                     np.asarray(vector, dtype=np.float32).tobytes(),
-                     np.asarray(sentence_vectors, dtype=np.float16).tobytes()),
+                    "INSERT INTO chunks (document, start, end, sentences, embed_hash, vector, sentence_vectors) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (doc_row, chunk.start, chunk.end, spans.tobytes(), embed_hash, pack(vector), pack(sentence_vectors)),
                 ).lastrowid
-                tx.execute("INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)", (chunk_id, chunk.embed_text))
+                tx.execute("INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)",
+                           (chunk_id, fts_body(chunk_title, chunk.text)))
+                ids.append(chunk_id)
+        return ids
 
     def bump_generation(self, tx) -> int:
         generation = json.loads(tx.execute("SELECT value FROM manifest WHERE key='generation'").fetchone()[0]) + 1
@@ -188,8 +244,8 @@ class Store:
         """{absolute path: {"source", "hash"}} of every indexed file."""
         return {p: {"source": s, "hash": h} for p, s, h in self._db.execute("SELECT path, source, hash FROM files")}
 
-    def vectors_for(self, embed_hashes) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """(vector, sentence vectors) of chunks already stored, by embed hash."""
+    def vectors_for(self, embed_hashes, dim: int) -> dict[bytes, tuple[np.ndarray, np.ndarray]]:
+        """(vector, sentence vectors) of chunks already stored, by embed hash, exactly as stored (float64)."""
         found = {}
         hashes = list(embed_hashes)
         for i in range(0, len(hashes), 500):
@@ -198,16 +254,44 @@ class Store:
                 "SELECT embed_hash, vector, sentence_vectors FROM chunks "
                 f"WHERE embed_hash IN ({','.join('?' * len(part))})", part)
             for h, blob, sentence_blob in rows:
-                vector = np.frombuffer(blob, dtype=np.float32)
-                found[h] = (vector, np.frombuffer(sentence_blob, dtype=np.float16).reshape(-1, len(vector)))
+                found[h] = (unpack(blob, dim, exact=True)[0], unpack(sentence_blob, dim, exact=True))
         return found
 
-    def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids int64 (n,), vectors float32 (n, dim)) of every chunk, by id."""
-        rows = self._db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
-        return ids, vectors
+    def embed_hashes(self, path: str) -> set[bytes]:
+        """The embed hashes of one file's stored chunks: what a worker may leave for vectors_for."""
+        return {r[0] for r in self._db.execute(
+            "SELECT c.embed_hash FROM chunks c JOIN documents d ON d.id = c.document WHERE d.path = ?", (path,))}
+
+    def chunk_count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+    def chunk_ids(self) -> np.ndarray:
+        """Every chunk id, ascending (int64)."""
+        return np.fromiter((r[0] for r in self._db.execute("SELECT id FROM chunks ORDER BY id")), dtype=np.int64)
+
+    def vectors_of(self, ids, dim: int) -> np.ndarray:
+        """The chunk vectors (float32, (len(ids), dim)) of these ids, in their order; all must exist."""
+        ids = [int(i) for i in ids]
+        out = np.empty((len(ids), dim), dtype=np.float32)
+        where = {i: n for n, i in enumerate(ids)}
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            rows = self._db.execute(f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(part))})",
+                                    part).fetchall()
+            if rows:
+                out[[where[r[0]] for r in rows]] = unpack_rows([r[1] for r in rows], dim)
+        return out
+
+    def iter_vectors(self, dim: int, batch: int = 50_000):
+        """(ids, vectors) of every chunk by id, `batch` rows at a time: a rebuild never holds them all twice."""
+        last = -1
+        while True:
+            rows = self._db.execute("SELECT id, vector FROM chunks WHERE id > ? ORDER BY id LIMIT ?",
+                                    (last, batch)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), unpack_rows([r[1] for r in rows], dim)
 
     def hits(self, ranked: list[tuple[int, float]]) -> list[Hit]:
         """Hits for (chunk id, score) pairs, in the given order; ids no longer stored are left out."""
@@ -219,15 +303,21 @@ class Store:
             f"WHERE c.id IN ({','.join('?' * len(ids))})", ids)}
         return [_hit(rows[int(i)], score) for i, score in ranked if int(i) in rows]
 
-    def keyword_search(self, words: list[str], limit: int) -> list[tuple[int, float]]:
+    def keyword_search(self, words: list[str], limit: int, max_df: int | None = None) -> list[tuple[int, float]]:
         """BM25 over the chunks for any of `words` (quoted: FTS5 syntax in them is text): (id, score),
-        best first, higher is better."""
-        if not words:
+        best first, higher is better. With max_df, words found in more chunks than that are left out:
+        FTS5 scores every chunk that matches, so one common word costs time in proportion to the
+        collection, and adds little to the ranking (its idf is low)."""
+        quoted = ['"' + w.replace('"', '""') + '"' for w in words]
+        if max_df is not None:
+            quoted = [q for q in quoted if self._db.execute(
+                "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+                (q, max_df + 1)).fetchone()[0] <= max_df]
+        if not quoted:
             return []
-        match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
         rows = self._db.execute(
             "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
-            (match, limit)).fetchall()
+            (" OR ".join(quoted), limit)).fetchall()
         return [(r[0], -r[1]) for r in rows]
 
     def document_text(self, source: str, doc_id: str, page) -> str | None:
@@ -274,13 +364,13 @@ class Store:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (Ctrl-C included)."""
+    """BEGIN IMMEDIATE (or BEGIN, to read) ... COMMIT, or ROLLBACK on any exception (Ctrl-C included)."""
 
-    def __init__(self, db):
-        self.db = db
+    def __init__(self, db, begin: str = "BEGIN IMMEDIATE"):
+        self.db, self.begin = db, begin
 
     def __enter__(self) -> sqlite3.Connection:
-        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute(self.begin)
         return self.db
 
     def __exit__(self, exc_type, exc, tb):
@@ -290,7 +380,8 @@ class _Transaction:
 
 def _hit(row, score: float) -> Hit:
     chunk_id, doc_id, source, page, start, end, text, sentences, title, ocr, sentence_vectors = row
-    spans = [tuple(s) for s in json.loads(sentences)]
-    vectors = np.frombuffer(sentence_vectors, dtype=np.float16).astype(np.float32).reshape(len(spans), -1)
+    spans = [(int(a) + start, int(b) + start) for a, b in np.frombuffer(sentences, dtype=np.int32).reshape(-1, 2)]
+    dim = len(sentence_vectors) // max(len(spans), 1) - 4
+    vectors = unpack(sentence_vectors, dim) if spans else np.zeros((0, 0), dtype=np.float32)
     return Hit(chunk_id=chunk_id, doc_id=doc_id, source=source, page=page, start=start, end=end, text=text,
                score=float(score), sentences=spans, title=title, ocr=bool(ocr), sentence_vectors=vectors)

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import CORPUS_FILE, ROOT, shared_path
 from rag import Index, IndexLockedError, IndexMismatchError, ask
+from rag import ann
 from rag.ann import faiss_path
 from rag.store import FORMAT_VERSION
 
@@ -36,10 +37,7 @@ def assert_consistent(index: Index):
     ids = {c.chunk_id for c in index.store.chunks()}
     faiss_index = index.faiss()
     assert faiss_index.ntotal == len(ids)
-    import faiss
-
-    stored = set(faiss.vector_to_array(faiss_index.id_map).tolist())
-    assert stored == ids
+    assert set(ann.ids(faiss_index).tolist()) == ids
 
 
 def test_offsets_exact_for_txt_md_jsonl_and_pdf(settings, corpus, tmp_path):
@@ -315,7 +313,7 @@ def test_kill_9_during_indexing_leaves_a_loadable_index(settings, corpus, tmp_pa
 
 
 def test_big_file_is_committed_in_parts_and_an_interrupted_run_resumes(settings, tmp_path, monkeypatch, embedder):
-    import rag.index
+    import rag.ingest
 
     folder = tmp_path / "records"
     folder.mkdir()
@@ -323,7 +321,7 @@ def test_big_file_is_committed_in_parts_and_an_interrupted_run_resumes(settings,
     with open(folder / "corpus.jsonl", "w") as f:
         for i in range(40):
             f.write(json.dumps({"_id": f"d{i}", "title": f"Record {i}", "text": sentences[i % len(sentences)] + "."}) + "\n")
-    monkeypatch.setattr(rag.index, "BATCH_CHUNKS", 8)
+    monkeypatch.setattr(rag.ingest, "BATCH_CHUNKS", 8)
     real_encode, calls = embedder.encode_with_spans, []
 
     def encode_then_interrupt(texts, *args, **kwargs):

@@ -61,13 +61,21 @@ def _cached(model: str, backend: str, precision: str):
     return make_embedder(model, backend, precision)
 
 
-def make_embedder(model: str = DEFAULT_MODEL, backend: str = "auto", precision: str = "auto"):
+def make_embedder(model: str = DEFAULT_MODEL, backend: str = "auto", precision: str = "auto", device: str = "cpu"):
     """A ready embedder. A backend you name that cannot be set up is an error that says why; with
-    `auto` the next one is tried, and sentence-transformers serves any model the others cannot."""
+    `auto` the next one is tried, and sentence-transformers serves any model the others cannot.
+    On a GPU (`device="cuda"`, the Ray actors' case) `auto` is torch, whose vectors agree with the others'."""
     if backend not in EMBED_BACKENDS or precision not in EMBED_PRECISIONS:
         raise RagError(f"embedding backend {backend!r} / precision {precision!r}: use one of "
                        f"{', '.join(EMBED_BACKENDS)} / {', '.join(EMBED_PRECISIONS)}")
     path = resolve_model(model)
+    if device != "cpu":
+        backend = "torch" if backend == "auto" and _fast_backends_fit(path) else backend
+        if backend not in ("torch", "sentence-transformers", "auto"):
+            raise RagError(f"the {backend} backend runs on the CPU only; use RAG_EMBED_BACKEND=torch on {device}")
+        if backend == "auto":
+            return _make("sentence-transformers", "fp32", path, model, device)
+        return _make(backend, "fp32" if precision == "auto" else _precision(backend, precision), path, model, device)
     fits = _fast_backends_fit(path)
     if backend == "auto":
         tried = []
@@ -107,7 +115,7 @@ def _precision(backend: str, precision: str) -> str:
     return precision
 
 
-def _make(backend: str, precision: str, path: str, model: str):
+def _make(backend: str, precision: str, path: str, model: str, device: str = "cpu"):
     if backend == "openvino":
         from .openvino_backend import OpenVINOBackend
 
@@ -119,11 +127,11 @@ def _make(backend: str, precision: str, path: str, model: str):
     elif backend == "torch":
         from .torch_backend import TorchBackend
 
-        embedder = TorchBackend(path, precision)
+        embedder = TorchBackend(path, precision, device=device)
     else:
         from .st_backend import SentenceTransformersBackend
 
-        embedder = SentenceTransformersBackend(path, model)
+        embedder = SentenceTransformersBackend(path, model, device)
     embedder.model_name = model
     return embedder
 

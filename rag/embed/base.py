@@ -33,6 +33,7 @@ class Backend:
         self.dim = int(config["hidden_size"])
         self.max_seq_length = _max_seq_length(self.model_path, config)
         self.max_tokens = self.max_seq_length - 2  # [CLS] and [SEP]
+        self.tokens = TokenCounter(self.tokenizer, self.max_tokens)
 
     # -- the engine ------------------------------------------------------------------------------
 
@@ -42,9 +43,7 @@ class Backend:
     # -- the interface -----------------------------------------------------------------------------
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        if not texts:
-            return []
-        return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        return self.tokens.count_tokens(texts)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -90,6 +89,19 @@ class Backend:
                 mask[k, :len(e.ids)] = 1
             hidden = self._forward(ids, mask, np.zeros_like(ids))
             yield rows, batch, np.asarray(hidden, dtype=np.float32), mask
+
+
+class TokenCounter:
+    """The tokenizer and how many tokens the model reads: all the chunker needs, without the model
+    (picklable, so a cluster's loading tasks count exactly as the model that embeds)."""
+
+    def __init__(self, tokenizer, max_tokens: int):
+        self.tokenizer, self.max_tokens = tokenizer, max_tokens
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
 
 def load_tokenizer(model_path: Path):

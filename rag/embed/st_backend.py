@@ -17,12 +17,23 @@ from ..errors import RagError
 from .base import normalized, pool_spans
 
 
+class TokenCounter:
+    """The model's tokenizer and how many tokens it reads: all the chunker needs, without the model
+    (picklable, so a cluster's loading tasks count exactly as the model that embeds)."""
+
+    def __init__(self, tokenizer, max_tokens: int):
+        self.tokenizer, self.max_tokens = tokenizer, max_tokens
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self.tokens.count_tokens(texts)
+
+
 class SentenceTransformersBackend:
     """Normalized embeddings plus the model's own token counts, so chunks fit what it can read."""
 
     precision = "fp32"
 
-    def __init__(self, path: str, name: str):
+    def __init__(self, path: str, name: str, device: str = "cpu"):
         self.name = "sentence-transformers-fp32"
         self.model_name = name
         if os.path.isdir(path):
@@ -35,7 +46,7 @@ class SentenceTransformersBackend:
         logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
 
         try:
-            self.model = SentenceTransformer(path, device="cpu")
+            self.model = SentenceTransformer(path, device=device)
         except Exception as e:
             raise RagError(
                 f"cannot load embedding model {name!r} ({type(e).__name__}: {e}); "
@@ -45,6 +56,7 @@ class SentenceTransformersBackend:
             else self.model.get_sentence_embedding_dimension()
         self.max_tokens = int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
         self.tokenizer = self.model.tokenizer
+        self.tokens = TokenCounter(self.tokenizer, self.max_tokens)
         # sentence vectors pooled from the chunk's token vectors need character offsets and a mean-pooling model
         pooling = next((m for m in self.model if type(m).__name__ == "Pooling"), None)
         mode = getattr(pooling, "pooling_mode", None)
@@ -52,10 +64,7 @@ class SentenceTransformersBackend:
         self.late_chunking = bool(getattr(self.tokenizer, "is_fast", False) and mean)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        if not texts:
-            return []
-        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
-        return [len(x) for x in ids]
+        return self.tokens.count_tokens(texts)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         if not texts:
@@ -86,10 +95,10 @@ class SentenceTransformersBackend:
             offsets = self.tokenizer(batch, return_offsets_mapping=True, truncation=True,
                                      max_length=int(self.model.max_seq_length))["offset_mapping"]
             for out, offs, text_spans in zip(outputs, offsets, spans[i:i + batch_size]):
-                tokens = out["token_embeddings"][:int(out["attention_mask"].sum())].float().numpy()
+                tokens = out["token_embeddings"][:int(out["attention_mask"].sum())].float().cpu().numpy()
                 if len(offs) != len(tokens):
                     raise RagError(f"the tokenizer of {self.model_name!r} gives {len(offs)} offsets for {len(tokens)} tokens")
-                vectors.append(out["sentence_embedding"].float().numpy())
+                vectors.append(out["sentence_embedding"].float().cpu().numpy())
                 span_vectors.append(pool_spans(tokens, np.asarray(offs).reshape(-1, 2), text_spans, vectors[-1]))
         if not vectors:
             return np.zeros((0, self.dim), dtype=np.float32), []

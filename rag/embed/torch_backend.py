@@ -17,7 +17,7 @@ from .base import Backend
 
 
 class TorchBackend(Backend):
-    def __init__(self, model_path, precision: str = "fp32", threads: int | None = None):
+    def __init__(self, model_path, precision: str = "fp32", threads: int | None = None, device: str = "cpu"):
         super().__init__(model_path, threads)
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"torch backend: precision {precision!r} (fp32 or bf16)")
@@ -31,16 +31,18 @@ class TorchBackend(Backend):
         self.torch = torch
         self.precision = precision
         self.name = f"torch-{precision}"
-        self.model = AutoModel.from_pretrained(str(self.model_path), local_files_only=True).eval()
+        self.device = device
+        self.model = AutoModel.from_pretrained(str(self.model_path), local_files_only=True).eval().to(device)
 
     def _autocast(self):
         if self.precision == "bf16":
-            return self.torch.autocast("cpu", dtype=self.torch.bfloat16)
+            return self.torch.autocast(self.device.split(":")[0], dtype=self.torch.bfloat16)
         return contextlib.nullcontext()
 
     def _forward(self, input_ids, attention_mask, token_type_ids) -> np.ndarray:
         t = self.torch
         with t.inference_mode(), self._autocast():
-            out = self.model(input_ids=t.from_numpy(input_ids), attention_mask=t.from_numpy(attention_mask),
-                             token_type_ids=t.from_numpy(token_type_ids))
-        return out.last_hidden_state.float().numpy()
+            out = self.model(input_ids=t.from_numpy(input_ids).to(self.device),
+                             attention_mask=t.from_numpy(attention_mask).to(self.device),
+                             token_type_ids=t.from_numpy(token_type_ids).to(self.device))
+        return out.last_hidden_state.float().cpu().numpy()

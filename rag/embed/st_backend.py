@@ -25,7 +25,10 @@ class TokenCounter:
         self.tokenizer, self.max_tokens = tokenizer, max_tokens
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return self.tokens.count_tokens(texts)
+        if not texts:
+            return []
+        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
+        return [len(x) for x in ids]
 
 
 class SentenceTransformersBackend:

@@ -39,6 +39,10 @@ class Settings:
     fusion: str = "convex"  # convex (weighted, normalized scores) | rrf
     alpha: float = 0.5  # weight of the dense side in convex fusion
     candidates: int = 100  # hits fetched from each side before fusion
+    # an answer is given when its confidence (Answer.confidence) reaches this, else it abstains. The default is
+    # the highest that keeps XQuAD's goals on the tune data (bench/results/answerability.md); it is
+    # rag/answer/answerability.json's "threshold"
+    min_confidence: float = 0.25
     hnsw_threshold: int = 300_000  # chunks from which FAISS switches from exact search to HNSW (bench/results/faiss.md)
     quiet: bool = False
     llm_url: str = ""
@@ -94,6 +98,8 @@ class Settings:
                            f"{self.ocr_language!r} (RAG_OCR_LANGUAGE)")
         if self.llm_url and not self.llm_url.lower().startswith(("http://", "https://")):
             raise RagError(f"llm_url must start with http:// or https://, not {self.llm_url!r} (RAG_LLM_URL)")
+        if not 0 <= self.min_confidence <= 1:
+            raise RagError(f"min_confidence must be between 0 and 1, not {self.min_confidence} (RAG_MIN_CONFIDENCE)")
         if self.llm_timeout <= 0:
             raise RagError(f"llm_timeout must be positive seconds, not {self.llm_timeout}")
 

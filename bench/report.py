@@ -21,7 +21,9 @@ HOW = {
     "retrieval.md": "`.venv/bin/python bench/retrieval.py --only scifact` "
                     "(`--chunk-sizes 128,200,256` to re-compare chunk sizes; each size embeds the corpus once)",
     "faiss.md": "`.venv/bin/python bench/retrieval.py --only faiss` (synthetic vectors, no data needed)",
-    "answers.md": "`.venv/bin/python bench/answers.py`",
+    "answers.md": "`.venv/bin/python bench/answers.py` (`--no-latency` skips the timing)",
+    "answerability.md": "`.venv/bin/python bench/fit_answerability.py` (rewrites rag/answer/answerability.json; "
+                        "`--dry-run` only reports)",
     "citations.md": "`.venv/bin/python bench/citations.py`",
     "calibration.md": "`.venv/bin/python bench/calibrate_support.py`",
 }

@@ -36,7 +36,7 @@ def brief(f: dict) -> str:
 def markdown(items, steps, rules, weights, report, bins) -> str:
     names = weights["answer"]["names"]
     pool = weights["fit_on"]
-    L = ["# Answerability: the signals, the selection and min_confidence (bench/fit_answerability.py)", "",
+    L = ["## Answerability: the signals, the selection and min_confidence (bench/fit_answerability.py)", "",
          common.machine_info().rstrip(), "",
          "Fitted and chosen on tune data only: XQuAD-en articles 0-23 asked of the full index (answerable), of "
          "the other half's index (off-topic) and of the answer-removed index (the removed paragraph's questions "
@@ -48,7 +48,7 @@ def markdown(items, steps, rules, weights, report, bins) -> str:
          "and choice here. XQuAD articles 24-47 are used only for the last table, after every choice was made. "
          "Reproduce: `.venv/bin/python bench/fit_answerability.py` (rewrites rag/answer/answerability.json; "
          "`--dry-run` only reports).", ""]
-    L += ["## The model", "",
+    L += ["### The model", "",
           "The target: do the sentences the answerer cites hold a gold answer span (0 for every off-topic, "
           "removed-paragraph or unanswerable question). A logistic regression (Newton's method, standardized "
           "inputs, L2 1.0) over the chosen signals gives `Answer.confidence`; a one-feature one over every "
@@ -65,7 +65,7 @@ def markdown(items, steps, rules, weights, report, bins) -> str:
     L += [""]
     L += signal_tables(steps)
     L += selection_table(rules, weights)
-    L += ["## On the report split (after every choice)", "",
+    L += ["### On the report split (after every choice)", "",
           f"AUC of the shipped confidence, model fit on all the tune data: answer-removed report (kept vs removed) "
           f"{report['removed']:.3f}, XQuAD report full index vs off-topic {report['off']:.3f}, one-article indexes "
           f"own questions vs the everyday report questions {report['everyday']:.3f}. The goals' figures "
@@ -74,7 +74,7 @@ def markdown(items, steps, rules, weights, report, bins) -> str:
 
 
 def signal_tables(steps) -> list[str]:
-    L = ["## What each signal is worth", "",
+    L = ["### What each signal is worth", "",
          "The rule: start from the best sentence's score (what the answerer abstained on before), add the signal "
          "that raises the mean of four cross-validated AUCs most, and stop when none raises it by "
          f"{fa.MIN_GAIN}. Cross-validation: each article's questions are scored by a model fit without that "
@@ -95,7 +95,7 @@ def signal_tables(steps) -> list[str]:
 
 def selection_table(rules, weights) -> list[str]:
     sel = weights["selection"]
-    L = ["## The selection and min_confidence", "",
+    L = ["### The selection and min_confidence", "",
          "Goal 3 of the issue must hold on the XQuAD tune split with margins: answer in citation >= "
          f"{fa.GOAL['hit'] + fa.MARGIN['hit']:.2f}, abstention on answerable questions <= "
          f"{fa.GOAL['abstain_answerable'] - fa.MARGIN['abstain_answerable']:.2f}, on off-topic ones >= "

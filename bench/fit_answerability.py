@@ -36,7 +36,7 @@ from rag.answer import answerability as A  # noqa: E402
 from rag.answer.extractive import TUNING, candidate_sentences, score, select  # noqa: E402
 
 S2_REPORT = {"French_and_Indian_War", "Imperialism", "Scottish_Parliament", "Yuan_dynasty"}
-# every signal tried: rag's (answerability.signals) and bench/signals_tried.py's (they did not pay)
+# every signal tried: rag's (answerability.signals: the best score) and bench/signals_tried.py's
 SIGNALS = ("best", "negation_mismatch", "entity_missing_best", "number_missing_best", "gap", "absent_words",
            "absent_entities", "absent_numbers", "unknown_words", "unknown_unmatched")
 MIN_GAIN = 0.002  # a signal is added while it raises the mean cross-validated AUC by this much
@@ -75,7 +75,7 @@ def featurize(corpora: qa_data.Corpora, runs, name: str, removed=frozenset()) ->
         holds = np.array([r.hits[c.passage].doc_id == q.doc_id and any(c.start <= a and b <= c.end
                                                                          for a, b, _ in q.answers) for c in cands])
         out.append(Item(run=r, set=name, unanswerable=unanswerable, candidates=cands, scores=scores, holds=holds,
-                        signals=A.signals(resolved, r.hits, cands, scores)))
+                        signals=A.signals(scores)))
     return out
 
 

@@ -1,13 +1,33 @@
 """Answerability signals tried and not kept (bench/results/answerability.md measures them): computed here, for
-the fit's forward selection, rather than in rag, which computes only the signals the shipped model reads."""
+the fit's forward selection, rather than in rag, which computes only the signal the shipped model reads."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
 import qa_data
-from rag.answer import answerability as A
-from rag.text import stem, words
+from rag.text import keywords, stem, words
+
+# words a question uses to ask, not to name what it is about: their absence says nothing
+ASKING = frozenset("""name named called call type kind many much long old far large big often one ones also used
+use year years known mean means term example""".split())
+NEGATION = re.compile(r"\b(not|never|no|none|nothing|without|neither|nor|least|unable|cannot)\b|n['’]t\b", re.I)
+TOKEN = re.compile(r"\w+")
+
+
+def asked_words(question: str) -> list[str]:
+    """The question's content words that name what it is about (lower-cased, in order)."""
+    ws = keywords(question)
+    return [w for w in ws if w not in ASKING] or ws
+
+
+def window(hit, start: int, end: int) -> str:
+    """The sentence with its neighbours in its passage, and the passage's title."""
+    i = hit.sentences.index((start, end))
+    a, b = hit.sentences[max(0, i - 1)][0], hit.sentences[min(len(hit.sentences) - 1, i + 1)][1]
+    return f"{hit.title} {hit.text[a - hit.start:b - hit.start]}"
 
 
 def add(items: dict, corpora: qa_data.Corpora) -> None:
@@ -26,8 +46,8 @@ def add(items: dict, corpora: qa_data.Corpora) -> None:
     unknown = {}
     for it in (it for its in items.values() for it in its if len(it.candidates)):
         q, hits, cands = it.run.q.text.strip(), it.run.hits, it.candidates
-        asked = [stem(w) for w in A.asked_words(q)]
-        tokens = A.TOKEN.findall(q)
+        asked = [stem(w) for w in asked_words(q)]
+        tokens = TOKEN.findall(q)
         names = {stem(t.lower()) for t in tokens[1:] if t[:1].isupper() and stem(t.lower()) in asked}
         numbers = {t for t in tokens if any(ch.isdigit() for ch in t)}
         passage_words = {stem(w) for h in hits for w in words(f"{h.title} {h.text}")}
@@ -36,7 +56,13 @@ def add(items: dict, corpora: qa_data.Corpora) -> None:
         df, n = vocab[it.run.index]
         idf_index = {w: np.log((n + 1) / (df.get(w, 0) + 0.5)) for w in asked}
         top = np.sort(it.scores)[::-1]
+        best = cands[int(np.argmax(it.scores))]
+        near = window(hits[best.passage], best.start, best.end)
+        near_words = {stem(w) for w in words(near)}
         it.signals.update({
+            "negation_mismatch": float(bool(NEGATION.search(q)) and not NEGATION.search(best.text)),
+            "entity_missing_best": len(names - near_words) / len(names) if names else 0.0,
+            "number_missing_best": float(any(x not in near for x in numbers)),
             "gap": float(top[0] - top[1]) if len(top) > 1 else 1.0,
             "absent_words": sum(idf[w] for w in set(asked) - passage_words) / (sum(idf.values()) or 1.0),
             "absent_entities": len(names - passage_words) / len(names) if names else 0.0,

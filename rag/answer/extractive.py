@@ -125,7 +125,7 @@ def extract(question: str, resolved: str, hits: list[Hit], query_vector, tuning:
     if not candidates:
         return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, passages=hits, confidence=0.0)
     scores = score(resolved, candidates, query_vector, tuning)
-    confidence = round(answerability.confidence(answerability.signals(resolved, hits, candidates, scores)), 4)
+    confidence = round(answerability.confidence(answerability.signals(scores)), 4)
     if confidence < min_confidence:
         return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, passages=hits, confidence=confidence)
     chosen = select(candidates, scores, tuning)

@@ -26,7 +26,9 @@ HOW = {
     "faiss.md": "`.venv/bin/python bench/retrieval.py --only faiss` (synthetic vectors, no data needed)",
     "scale.md": "`.venv/bin/python bench/scale.py` (synthetic collections of 100k, 300k and 1M chunks, cached in "
                 "bench/.cache/scale-*; `--sizes` to choose)",
-    "answers.md": "`.venv/bin/python bench/answers.py`",
+    "answers.md": "`.venv/bin/python bench/answers.py` (`--no-latency` skips the timing)",
+    "answerability.md": "`.venv/bin/python bench/fit_answerability.py` (rewrites rag/answer/answerability.json; "
+                        "`--dry-run` only reports)",
     "citations.md": "`.venv/bin/python bench/citations.py`",
     "calibration.md": "`.venv/bin/python bench/calibrate_support.py`",
 }

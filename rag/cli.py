@@ -14,6 +14,7 @@ import sys
 
 from .config import MODES, Settings
 from .errors import AccessError, RagError
+from .model import LOW_CONFIDENCE
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 SETTINGS = {f.name for f in dataclasses.fields(Settings)}  # flags with these names become Settings
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", parents=[common, query], help="answer a question with cited sentences")
     p.add_argument("question")
+    p.add_argument("--min-confidence", type=float,
+                   help="abstain below this confidence, 0 to 1 (RAG_MIN_CONFIDENCE)")
 
     p = sub.add_parser("chat", parents=[common, query], help="open the chat window")
     p.add_argument("--host", default=None)
@@ -210,6 +213,8 @@ def cmd_ask(args, settings: Settings) -> int:
         print()
         print("verified:" if answer.mode == "generative" else "extractive answer:")
     print(answer.text)
+    print(f"confidence {answer.confidence:.2f}" + (f" (below {LOW_CONFIDENCE:.2f}: low)" if not answer.abstained
+                                                   and answer.confidence < LOW_CONFIDENCE else ""))
     if answer.note:
         print(f"({answer.note})")
     for c in answer.citations:

@@ -46,6 +46,11 @@ class Settings:
     ivf_threshold: int = 100_000  # chunks from which FAISS switches from exact search to IVF-SQ8 (bench/results/scale.md)
     ivf_nprobe: int = 256  # inverted lists searched per query: recall against speed (bench/results/scale.md)
     keyword_max_df: int = 5_000  # BM25 leaves out query words in more chunks than this (bench/results/scale.md)
+    # an answer is given when its confidence (Answer.confidence) reaches this, else it abstains. 0.21 is
+    # the confidence of a best sentence scoring 0.5, the boundary chosen on tune data before confidences
+    # existed; the fit's own pick (0.25, rag/answer/answerability.json) abstains more and, measured on
+    # the report split, drops XQuAD below 90% answered right (bench/results/answerability.md)
+    min_confidence: float = 0.21
     quiet: bool = False
     # rag index on a Ray cluster (rag/distributed.py): "" indexes in this process; "local" starts a
     # one-machine cluster for the run; "auto" joins the cluster RAY_ADDRESS names (or the one running
@@ -116,6 +121,8 @@ class Settings:
                            "(RAG_RAY_ADDRESS; after --ray a path is read as the address: put paths before --ray)")
         if self.ray_workers < 0:
             raise RagError(f"ray_workers must be 0 (as many as the cluster allows) or more, not {self.ray_workers}")
+        if not 0 <= self.min_confidence <= 1:
+            raise RagError(f"min_confidence must be between 0 and 1, not {self.min_confidence} (RAG_MIN_CONFIDENCE)")
         if self.llm_timeout <= 0:
             raise RagError(f"llm_timeout must be positive seconds, not {self.llm_timeout}")
 

@@ -102,6 +102,10 @@ class Hit:
 
 @dataclass(kw_only=True)
 class Citation:
+    """One cited span. `score`: for an extractive answer, P(this sentence holds the answer), the sentence's
+    ranking score calibrated on the tune data (rag/answer/answerability.py); for a generated one, how well the
+    span supports its sentence (rag/answer/verify.py, at least its SUPPORT_THRESHOLD)."""
+
     n: int  # the marker [n] in the answer text
     source: str
     doc_id: str
@@ -135,6 +139,9 @@ class Dropped:
 
 
 ABSTAIN_TEXT = "I can't find that in the documents."  # what an answer that abstains says
+# answers given with a confidence below this are shown as "low confidence": more likely than not, on the tune
+# data, the cited sentences do not hold the answer
+LOW_CONFIDENCE = 0.5
 
 
 @dataclass(kw_only=True)
@@ -149,7 +156,13 @@ class Answer:
     sentences: list[Sentence] = field(default_factory=list)
     dropped: list[Dropped] = field(default_factory=list)  # generated sentences or markers removed
     note: str = ""  # one line about how the answer was made, e.g. why it fell back to extractive
-    resolved_question: str = ""  # the question after folding in the conversation history
+    resolved_question: str = ""  # the question written out against the conversation (what was searched)
+    # P(the cited sentences hold the answer), in [0, 1]: a logistic regression over the extractive answer's
+    # signals (rag/answer/answerability.py), calibrated on the tune data (bench/results/answerability.md). It
+    # answers when confidence >= Settings.min_confidence. A generated answer carries the confidence of the
+    # extractive decision made on the same passages; an abstention, that of the answer it withheld (0.0 when
+    # no sentence was retrieved at all).
+    confidence: float = 0.0
 
     def to_dict(self) -> dict:
         """Plain JSON-ready data: what the CLI's --json and the chat's ask endpoint return."""

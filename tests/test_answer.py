@@ -7,8 +7,9 @@ import json
 import pytest
 
 from conftest import CORPUS_FILE
-from rag import RagError, ask
-from rag.answer import TUNING, resolve_question
+from rag import RagError, Settings, ask
+from rag.answer import TUNING, answerability, resolve_question
+from rag.model import LOW_CONFIDENCE
 
 TEXT = CORPUS_FILE.read_text("utf-8")
 
@@ -48,21 +49,138 @@ def test_unanswerable_questions_abstain(default_index, question):
     assert "can't find" in answer.text
 
 
+# questions about Putin the article does not answer: its words about him match, the fact asked for is absent
+OUT_OF_ARTICLE = [
+    "What is Putin's favourite breakfast?",
+    "Who did Putin meet in Alaska?",
+    pytest.param("How tall is Vladimir Putin?", marks=pytest.mark.xfail(
+        strict=True, reason="scores like an answer (confidence 0.70): issue 11 goal 4 is not met, "
+                            "bench/results/answers.md")),
+    "Where was Putin born?",
+    "How many children does Putin have?",
+    "What car does Putin drive?",
+]
+
+
+@pytest.mark.parametrize("question", OUT_OF_ARTICLE)
+def test_questions_the_article_does_not_answer_are_withheld_or_marked_low(default_index, question):
+    answer = ask(question, index=default_index)
+    assert answer.abstained or answer.confidence < LOW_CONFIDENCE, (answer.confidence, answer.text)
+    assert answer.passages  # the closest passages are listed either way
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 goal 4 is not met: on the subject of the article, the best "
+                                       "sentence scores too well to abstain without breaking XQuAD's goals "
+                                       "(bench/results/answers.md); they are answered with low confidence")
+@pytest.mark.parametrize("question", ["What is Putin's favourite breakfast?", "Who did Putin meet in Alaska?"])
+def test_the_issues_out_of_article_questions_abstain(default_index, question):
+    assert ask(question, index=default_index).abstained
+
+
+def test_an_abstention_carries_the_withheld_confidence(default_index):
+    answer = ask("What is the capital of Australia?", index=default_index)
+    assert answer.abstained and answer.citations == [] and answer.passages
+    assert 0 <= answer.confidence < default_index.settings.min_confidence
+
+
+@pytest.mark.parametrize("question, answer_text", [
+    ("How many U.S. presidents has Putin outlasted?", "He’s outlasted five U.S. presidents"),
+    ("Why does Putin prefer personal negotiations?", "His tenure has been characterized by off-table, personal"),
+    ("When did Putin first take office?", "Ever since he first took office in 2000"),
+])
+def test_the_sentence_that_answers_is_cited_first(default_index, question, answer_text):
+    answer = ask(question, index=default_index)
+    assert answer.citations[0].text.startswith(answer_text)
+    assert answer.confidence >= LOW_CONFIDENCE  # not marked
+    scores = [c.score for c in answer.citations]  # P(this sentence holds the answer)
+    assert all(0 < p <= 1 for p in scores) and scores == sorted(scores, reverse=True)
+
+
+def test_a_lone_answer_sentence_comes_without_filler(default_index):
+    answer = ask("How many U.S. presidents has Putin outlasted?", index=default_index)
+    assert len(answer.citations) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="fillers are dropped only as far as XQuAD's goals allow (1.6 cited "
+                                       "sentences per answer, bench/results/answerability.md): these keep one")
+@pytest.mark.parametrize("question", ["Why does Putin prefer personal negotiations?",
+                                      "How did the friendship between Putin and George W. Bush end?",
+                                      "When did Putin first take office?"])
+def test_only_the_sentence_that_answers_is_cited(default_index, question):
+    assert len(ask(question, index=default_index).citations) == 1
+
+
+def ask_chain(index, *questions):
+    """Ask in turn, handing back each resolved question and answer as the chat does."""
+    history, answers = [], []
+    for q in questions:
+        answers.append(ask(q, index=index, history=history))
+        history += [{"role": "user", "content": answers[-1].resolved_question},
+                    {"role": "assistant", "content": answers[-1].text}]
+    return answers
+
+
+def spans(answer):
+    return [(c.start, c.end) for c in answer.citations]
+
+
+def test_the_issues_follow_up_chain_is_resolved(default_index):
+    first, friendship, office = ask_chain(
+        default_index, "Who was the first world leader to reach out to George W. Bush after 9/11?",
+        "and how did that friendship end?", "when did he first take office?")
+    assert first.citations[0].text.startswith("Notably, Putin was the first world leader")
+    for follow, written, answer_text in (
+            (friendship, "How did the friendship between Putin and George W. Bush end?", "This friendship did not last"),
+            (office, "When did Putin first take office?", "Ever since he first took office in 2000")):
+        assert not follow.abstained and any(c.text.startswith(answer_text) for c in follow.citations)
+        assert spans(follow) != spans(first)  # not the first answer again
+        # as well as the question written out (which, for the friendship, also cites the first answer's sentence)
+        assert spans(follow) == spans(ask(written, index=default_index)), follow.resolved_question
+        assert_citations_exact(follow)
+
+
 def test_follow_up_is_resolved_from_history(default_index):
-    first = ask("How many U.S. presidents has Putin outlasted?", index=default_index)
-    history = [{"role": "user", "content": first.question}, {"role": "assistant", "content": first.text}]
-    follow = ask("and how many NATO chiefs?", index=default_index, history=history)
-    assert "Putin" in follow.resolved_question and "NATO" in follow.resolved_question
+    first, follow = ask_chain(default_index, "How many U.S. presidents has Putin outlasted?", "and how many NATO chiefs?")
+    assert follow.resolved_question == "how many NATO chiefs has Putin outlasted?"
     assert any("six NATO chiefs" in c.text for c in follow.citations)
     assert_citations_exact(follow)
     # A question that stands on its own is left alone.
+    history = [{"role": "user", "content": first.resolved_question}, {"role": "assistant", "content": first.text}]
     assert resolve_question("Who is the president of Russia?", history) == "Who is the president of Russia?"
+
+
+def test_a_follow_up_the_article_does_not_answer_is_withheld_or_marked_low(default_index):
+    first, follow = ask_chain(default_index, "What did Putin do during a meeting with Angela Merkel?",
+                              "and what did they eat?")
+    assert any("Labrador" in c.text for c in first.citations)
+    assert follow.resolved_question == "What did Putin eat?"
+    assert follow.abstained or follow.confidence < LOW_CONFIDENCE
+
+
+def test_min_confidence_comes_from_the_environment_and_decides(default_index):
+    question = "Why does Putin prefer personal negotiations?"
+    answered = ask(question, index=default_index)
+    strict = Settings.from_env(environ={"RAG_MIN_CONFIDENCE": str(min(1.0, answered.confidence + 0.01))})
+    lenient = Settings.from_env(environ={"RAG_MIN_CONFIDENCE": "0"})
+    assert not answered.abstained
+    refused = ask(question, index=default_index, settings=strict)
+    assert refused.abstained and refused.confidence == answered.confidence
+    assert not ask("What is Putin's favourite breakfast?", index=default_index, settings=lenient).abstained
+    with pytest.raises(RagError, match="RAG_MIN_CONFIDENCE"):
+        Settings.from_env(environ={"RAG_MIN_CONFIDENCE": "1.5"})
+
+
+def test_the_defaults_are_the_fitted_ones():
+    fitted = answerability.weights()
+    assert Settings().min_confidence == fitted["threshold"]
+    assert {k: getattr(TUNING, k) for k in fitted["selection"]} == fitted["selection"]
 
 
 def test_answer_to_dict_is_json(default_index):
     answer = ask("How many UK prime ministers has Putin outlasted?", index=default_index)
     data = json.loads(json.dumps(answer.to_dict()))
-    assert set(data) >= {"question", "text", "abstained", "citations", "passages", "timings"}
+    assert set(data) >= {"question", "text", "abstained", "citations", "passages", "timings", "confidence"}
+    assert data["confidence"] == answer.confidence and 0 < data["confidence"] <= 1
     c = data["citations"][0]
     assert TEXT[c["start"]:c["end"]] == c["text"] and c["source"] == "putin-diplomacy.txt" and c["page"] is None
 
@@ -82,5 +200,4 @@ def test_search_modes_differ_and_all_find_the_sentence(default_index):
 
 def test_follow_up_reads_gradio_list_content():
     history = [{"role": "user", "content": [{"type": "text", "text": "How many U.S. presidents has Putin outlasted?"}]}]
-    assert resolve_question("and how many NATO chiefs?", history) == (
-        "How many U.S. presidents has Putin outlasted? and how many NATO chiefs?")
+    assert resolve_question("and how many NATO chiefs?", history) == "how many NATO chiefs has Putin outlasted?"

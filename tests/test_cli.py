@@ -53,6 +53,8 @@ def test_index_status_search_ask(workdir):
     assert "[1]" in lines[0]
     cited = [line for line in lines if line.startswith("[1] putin-diplomacy.txt chars ")]
     assert cited and "five U.S. presidents" in cited[0]
+    confidence = float(lines[1].removeprefix("confidence ").split()[0])
+    assert lines[1].startswith("confidence ") and 0 < confidence <= 1
     # an LLM server that is down: the extractive answer, printed once, and why
     down = rag("ask", "How many U.S. presidents has Putin outlasted?", "--llm-url", "http://127.0.0.1:9/v1", env=env)
     assert down.returncode == 0, down.stderr
@@ -61,6 +63,13 @@ def test_index_status_search_ask(workdir):
     answer = json.loads(rag("ask", "How many U.S. presidents has Putin outlasted?", "--json", env=env).stdout)
     for c in answer["citations"]:
         assert text[c["start"]:c["end"]] == c["text"]
+    assert answer["confidence"] == pytest.approx(confidence, abs=0.005) and not answer["abstained"]
+    # the threshold from the flag and from the environment
+    strict = json.loads(rag("ask", "How many U.S. presidents has Putin outlasted?", "--json", "--min-confidence",
+                            str(min(1.0, confidence + 0.01)), env=env).stdout)
+    assert strict["abstained"] and strict["citations"] == [] and strict["confidence"] == answer["confidence"]
+    assert json.loads(rag("ask", "How many U.S. presidents has Putin outlasted?", "--json",
+                          env={**env, "RAG_MIN_CONFIDENCE": "1"}).stdout)["abstained"]
 
 
 def test_ask_builds_the_default_index_on_first_use(workdir):

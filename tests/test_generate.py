@@ -483,6 +483,27 @@ def test_ask_falls_back_to_extractive_when_the_server_is_down(default_index):
     assert answer.mode == "extractive" and "cannot connect" in answer.note
 
 
+def test_the_model_is_not_asked_when_the_passages_do_not_answer(fake, default_index):
+    from rag.answer import ask
+
+    settings = default_index.settings.replace(llm_url=fake.url)
+    answer = ask("What is the capital of Australia?", index=default_index, settings=settings)
+    assert answer.abstained and answer.citations == [] and answer.passages
+    assert fake.requests == [] and "not asked" in answer.note
+    assert answer.confidence == ask("What is the capital of Australia?", index=default_index).confidence
+
+
+def test_a_generated_answer_carries_the_extractive_confidence(fake, default_index):
+    from rag.answer import ask
+
+    fake.script = [("sse", ["Putin has outlasted five U.S. presidents [1]."])]
+    settings = default_index.settings.replace(llm_url=fake.url)
+    question = "How many U.S. presidents has Putin outlasted?"
+    answer = ask(question, index=default_index, settings=settings)
+    assert answer.mode == "generative" and not answer.abstained and len(fake.requests) == 1
+    assert answer.confidence == ask(question, index=default_index).confidence > 0
+
+
 # ------------------------------------------------------------- a real OpenAI-compatible server
 LLM_KEY = "test-key-4f1c"
 

@@ -76,6 +76,21 @@ def test_earlier_answers_keep_their_own_anchors():
         {"role": "user", "content": "one?"}, {"role": "assistant", "content": turns[0]["answer"]["text"]},
         {"role": "user", "content": "two?"}, {"role": "assistant", "content": turns[1]["answer"]["text"]},
     ]
+    # a follow-up goes back into the conversation written out, as it was searched
+    turns[1]["answer"]["resolved_question"] = "two, of one?"
+    assert render.history_for(turns)[2] == {"role": "user", "content": "two, of one?"}
+
+
+def test_low_confidence_answers_are_marked():
+    sure, unsure = make_answer(), make_answer()
+    sure["confidence"], unsure["confidence"] = 0.9, 0.31
+    assert "rag-low" not in render.render_answer_markdown(sure)
+    md = render.render_answer_markdown(unsure)
+    assert '<span class="rag-low"' in md and "low confidence (0.31)" in md
+    assert "confidence 0.31" in render.answer_footer(unsure)
+    withheld = make_answer(abstained=True)
+    withheld["confidence"] = 0.02
+    assert "rag-low" not in render.render_answer_markdown(withheld)  # an abstention says so already
 
 
 def test_the_cited_sentence_is_highlighted_inside_its_passage():

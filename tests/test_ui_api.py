@@ -67,6 +67,7 @@ def test_ask_endpoint_cites_exact_spans_of_the_corpus_file(served, client):
     assert answer["question"] == QUESTION
     check_citations(answer, app.corpus_dir)
     assert any("five U.S. presidents" in c["text"] for c in answer["citations"])
+    assert app.index.settings.min_confidence <= answer["confidence"] <= 1
 
 
 def test_ask_endpoint_gives_the_same_answer_as_the_library(served, client):
@@ -86,11 +87,12 @@ def test_ask_endpoint_takes_k_and_mode(served, client):
     check_citations(answer, served[1].corpus_dir)
 
 
-def test_ask_endpoint_abstains_with_related_passages(client):
+def test_ask_endpoint_abstains_with_related_passages(served, client):
     answer = client.predict("What is the melting point of tungsten in kelvin?", api_name="/ask")
     assert answer["abstained"]
     assert answer["citations"] == []
     assert answer["passages"], "an abstention still lists the closest passages"
+    assert 0 <= answer["confidence"] < served[1].index.settings.min_confidence
 
 
 def test_several_clients_at_once_get_their_own_answers(served):

@@ -1,6 +1,6 @@
 """`ask`: the one function behind the CLI, the chat and scripts. Resolve the question against the
-conversation, embed it once, retrieve, then answer: generated and verified when an LLM server is
-configured and answers, extractive otherwise."""
+conversation, embed it once, retrieve, decide whether the passages answer (answerability.py), then answer:
+generated and verified when an LLM server is configured and answers, extractive otherwise."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def ask(question: str, index: Index | None = None, history=None, settings: Setti
     """Answer from the index, every sentence cited to an exact span, or abstain.
 
     With no index, the default one (settings.index_dir) is used, built from settings.corpus_dir
-    on first use. `history` is the conversation so far as {"role", "content"} dicts. `on_token`
+    on first use. `history` is the conversation so far as {"role", "content"} dicts; hand back each
+    answer's resolved_question as the user's turn to keep chains of follow-ups resolved. `on_token`
     receives the LLM's text as it streams (generative answers only).
     """
     if not question or not question.strip():
@@ -36,18 +37,25 @@ def ask(question: str, index: Index | None = None, history=None, settings: Setti
     hits = index.search(resolved, k, mode, query_vector=query_vector)
     timings["search"] = time.perf_counter() - t
     t = time.perf_counter()
-    answer = None
-    if settings.llm_url and hits:
-        from .generate import generate_answer
-
-        try:
-            answer = generate_answer(question, hits, settings, index.embedder, on_token=on_token, history=history)
-        except LLMError as e:
-            answer = extract(question, resolved, hits, query_vector[0], tuning or TUNING)
-            answer.note = f"answered extractively: the language model failed ({e})"
-    if answer is None:
-        answer = extract(question, resolved, hits, query_vector[0], tuning or TUNING)
+    # the decision is made on the passages, whoever writes the answer
+    answer = extract(question, resolved, hits, query_vector[0], tuning or TUNING, min_confidence=settings.min_confidence)
     timings["compose"] = time.perf_counter() - t
+    if settings.llm_url and hits:
+        if answer.abstained:  # asking a model to answer what the passages do not say invites it to make it up
+            answer.note = (f"the language model was not asked: the passages do not answer confidently enough "
+                           f"(confidence {answer.confidence:.2f} < {settings.min_confidence:.2f})")
+        else:
+            from .generate import generate_answer
+
+            t = time.perf_counter()
+            try:
+                generated = generate_answer(question, hits, settings, index.embedder, on_token=on_token,
+                                            history=history)
+                generated.confidence = answer.confidence
+                answer = generated
+            except LLMError as e:
+                answer.note = f"answered extractively: the language model failed ({e})"
+            timings["generate"] = time.perf_counter() - t
     answer.timings = {**timings, "total": sum(timings.values())}
     answer.resolved_question = resolved
     return answer

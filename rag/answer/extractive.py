@@ -15,18 +15,22 @@ import numpy as np
 
 from ..model import ABSTAIN_TEXT, Answer, Citation, Hit, Sentence
 from ..text import is_instruction, keywords, markup_share, stem, words
+from . import answerability
+
 
 @dataclass(kw_only=True)
 class Tuning:
-    """The extractive answerer's knobs, chosen on XQuAD articles 0-23 (bench/answers.py --tune)."""
+    """The extractive answerer's knobs, chosen on XQuAD articles 0-23: the scoring weights by the grid search of
+    bench/answers.py --tune before issue 11 (its report: bench/results/answers.md as of commit 927f02f), the
+    selection (the fewest cited sentences that keep XQuAD's goals) by bench/fit_answerability.py, which
+    writes it to answerability.json as well."""
 
     lexical_weight: float = 0.5  # weight of the idf-weighted question-word overlap beside embedding similarity
     passage_penalty: float = 0.1  # subtracted from sentences outside the top-ranked passage
     answer_type_weight: float = 0.1  # bonus for a number ("how many"), a date ("when"), a name ("who")
-    second_margin: float = 0.25  # further sentences are cited only if they score this close to the best
+    second_margin: float = 0.2  # further sentences are cited only if they score this close to the best
     max_sentences: int = 3
     duplicate_cosine: float = 0.95  # sentences this similar to one already cited are left out
-    abstain_below: float = 0.5  # best sentence score under which the answer abstains
 
 
 TUNING = Tuning()
@@ -61,17 +65,10 @@ def candidate_sentences(hits: list[Hit]) -> list[Candidate]:
     return out
 
 
-def extract(question: str, resolved: str, hits: list[Hit], query_vector, tuning: Tuning) -> Answer:
-    """Cite the one to few sentences that best answer the question, or abstain.
-
-    A sentence scores its cosine to the question, plus the idf-weighted share of the question's words
-    it holds (idf over the candidate sentences), plus a bonus when it holds the kind of thing asked for,
-    minus a penalty outside the top passage. The sentence vectors were stored with the chunks: no model
-    call here.
-    """
-    candidates = candidate_sentences(hits)
-    if not candidates:
-        return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, passages=hits)
+def score(resolved: str, candidates: list[Candidate], query_vector, tuning: Tuning) -> np.ndarray:
+    """How well each sentence answers: its cosine to the question, plus the idf-weighted share of the question's
+    words it holds (idf over the candidate sentences), plus a bonus when it holds the kind of thing asked for,
+    minus a penalty outside the top passage. The sentence vectors were stored with the chunks: no model call."""
     q_words = {stem(w) for w in keywords(resolved)}
     s_words = [{stem(w) for w in words(c.text)} for c in candidates]
     n = len(candidates)
@@ -97,29 +94,48 @@ def extract(question: str, resolved: str, hits: list[Hit], query_vector, tuning:
                                         for m in re.finditer(r"\b[A-Z][a-z]+", text[1:]))
 
     cosine = np.stack([c.vector for c in candidates]) @ np.asarray(query_vector, dtype=np.float32)
-    scores = []
-    for c, sentence_words, cos in zip(candidates, s_words, cosine):
+    scores = np.empty(n)
+    for i, (c, sentence_words, cos) in enumerate(zip(candidates, s_words, cosine)):
         overlap = sum(idf[w] for w in q_words & sentence_words) / total_idf if total_idf else 0.0
-        score = float(cos) + tuning.lexical_weight * overlap - (tuning.passage_penalty if c.passage > 0 else 0.0)
+        value = float(cos) + tuning.lexical_weight * overlap - (tuning.passage_penalty if c.passage > 0 else 0.0)
         if tuning.answer_type_weight and holds_answer_type(c.text):
-            score += tuning.answer_type_weight
-        scores.append(score)
-    order = sorted(range(len(candidates)), key=lambda i: -scores[i])
-    best = order[0]
-    if scores[best] < tuning.abstain_below:
-        return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, passages=hits)
-    chosen = [best]
+            value += tuning.answer_type_weight
+        scores[i] = value
+    return scores
+
+
+def select(candidates: list[Candidate], scores: np.ndarray, tuning: Tuning) -> list[int]:
+    """The best sentence, then the next best while they score within second_margin of it, up to max_sentences,
+    leaving out near-duplicates of a sentence already chosen."""
+    order = np.argsort(-scores, kind="stable")
+    chosen = [int(order[0])]
     for i in order[1:]:
-        if len(chosen) >= tuning.max_sentences or scores[i] < scores[best] - tuning.second_margin:
+        if len(chosen) >= tuning.max_sentences or scores[i] < scores[order[0]] - tuning.second_margin:
             break
         if all(float(candidates[i].vector @ candidates[j].vector) < tuning.duplicate_cosine for j in chosen):
-            chosen.append(i)
+            chosen.append(int(i))
+    return chosen
+
+
+def extract(question: str, resolved: str, hits: list[Hit], query_vector, tuning: Tuning = TUNING, *,
+            min_confidence: float) -> Answer:
+    """Cite the one to few sentences that best answer the question, or abstain when the confidence that they
+    hold the answer (answerability.py) is below min_confidence."""
+    candidates = candidate_sentences(hits)
+    if not candidates:
+        return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, passages=hits, confidence=0.0)
+    scores = score(resolved, candidates, query_vector, tuning)
+    confidence = round(answerability.confidence(answerability.signals(scores)), 4)
+    if confidence < min_confidence:
+        return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, passages=hits, confidence=confidence)
+    chosen = select(candidates, scores, tuning)
+    probability = answerability.sentence_probability(scores[chosen])
     citations, sentences = [], []
-    for n, i in enumerate(chosen, 1):
+    for n, (i, p) in enumerate(zip(chosen, probability), 1):
         c = candidates[i]
         hit = hits[c.passage]
         citations.append(Citation(n=n, source=hit.source, doc_id=hit.doc_id, page=hit.page, start=c.start, end=c.end,
-                                  text=c.text, score=round(scores[i], 4), passage=c.passage, ocr=hit.ocr))
+                                  text=c.text, score=round(float(p), 4), passage=c.passage, ocr=hit.ocr))
         sentences.append(Sentence(text=f"{c.text} [{n}]", citations=[n]))
     return Answer(question=question, text=" ".join(s.text for s in sentences), abstained=False, citations=citations,
-                  passages=hits, sentences=sentences)
+                  passages=hits, sentences=sentences, confidence=confidence)

@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from ..model import LOW_CONFIDENCE
+
 MARKER = re.compile(r"\[(\d+)\]")
 SPIN = '<span class="rag-spin"></span>'  # a CSS spinner: emoji need fonts a server may lack
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<$])")
@@ -45,7 +47,16 @@ def render_answer_markdown(answer: dict, prefix: str = "src-") -> str:
     body = "".join(out)
     if answer.get("abstained"):
         body += f'\n\n<a href="#{prefix}related" class="rag-cite">closest passages →</a>'
+    elif is_low_confidence(answer):
+        body += (f'\n\n<span class="rag-low" title="the cited sentences more likely miss the answer than hold it">'
+                 f'low confidence ({float(answer["confidence"]):.2f})</span>')
     return body
+
+
+def is_low_confidence(answer: dict) -> bool:
+    """An answer given with a confidence below LOW_CONFIDENCE (answers without one are not marked)."""
+    c = answer.get("confidence")
+    return not answer.get("abstained") and isinstance(c, (int, float)) and c < LOW_CONFIDENCE
 
 
 def split_highlight(passage_text: str, passage_start: int, start: int, end: int, cited: str):
@@ -132,6 +143,8 @@ def answer_footer(answer: dict) -> str:
         bits.append(f"{total:.2f} s")
     if answer.get("mode"):
         bits.append(esc(answer["mode"]))
+    if isinstance(answer.get("confidence"), (int, float)):
+        bits.append(f"confidence {float(answer['confidence']):.2f}")
     if answer.get("note"):
         bits.append(esc(answer["note"]))
     return f'<div class="rag-meta">{" · ".join(bits)}</div>' if bits else ""
@@ -178,11 +191,12 @@ def render_chat(turns: list[dict]) -> list[dict]:
 
 
 def history_for(turns: list[dict]) -> list[dict]:
-    """The conversation as plain text for ask(history=...): what was asked and what was answered."""
+    """The conversation as plain text for ask(history=...): what was asked, written out as it was searched
+    (so a follow-up of a follow-up still knows its subject), and what was answered."""
     history = []
     for turn in turns:
         if turn.get("answer"):
-            history.append({"role": "user", "content": turn["question"]})
+            history.append({"role": "user", "content": turn["answer"].get("resolved_question") or turn["question"]})
             history.append({"role": "assistant", "content": turn["answer"].get("text", "")})
     return history
 

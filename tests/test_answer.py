@@ -171,8 +171,10 @@ def test_min_confidence_comes_from_the_environment_and_decides(default_index):
 
 
 def test_the_defaults_are_the_fitted_ones():
+    """The selection is the fit's; the threshold is the old boundary (a best sentence scoring 0.5) in the fitted
+    confidence, below the fit's own pick, which answered too few of the report split (rag/config.py)."""
     fitted = answerability.weights()
-    assert Settings().min_confidence == fitted["threshold"]
+    assert round(answerability.confidence({"best": 0.5}), 2) == Settings().min_confidence < fitted["threshold"]
     assert {k: getattr(TUNING, k) for k in fitted["selection"]} == fitted["selection"]
 
 

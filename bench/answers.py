@@ -8,9 +8,7 @@ SQuAD 2.0 dev-tune file (answerable and unanswerable questions over its own 301 
 
 Answerers, on the same cached retrieval, in one run:
   shipped           what rag.ask does with the shipped settings: extract() with Settings().min_confidence,
-                    replayed on the stored retrieval (checked against rag.ask itself on XQuAD); on SQuAD2 each
-                    article is decided by the model refit, and min_confidence rechosen, without it (the signals
-                    and the selection as shipped; bench/fit_answerability.py)
+                    replayed on the stored retrieval (checked against rag.ask itself on XQuAD)
   today's defaults  the answerer before issue 11: up to 3 sentences within 0.25 of the best, abstain when the
                     best sentence scores below 0.5
   never abstain     the shipped selection, answering everything
@@ -51,7 +49,7 @@ SHIPPED = Settings.from_env(environ={})
 # -- the answerers, as (confidence, chosen sentences) per item and a threshold ---------------------
 
 
-def decide(name: str, items: list, loao: dict | None = None):
+def decide(name: str, items: list):
     """(confidences, chosen candidate indices, threshold) of answerer `name` on these items."""
     if name == "today's defaults":
         conf = [float(it.scores.max()) if len(it.scores) else -9.0 for it in items]
@@ -60,9 +58,6 @@ def decide(name: str, items: list, loao: dict | None = None):
     chosen = [select(it.candidates, it.scores, TUNING) if len(it.candidates) else [] for it in items]
     if name == "never abstain":
         return [1.0] * len(items), chosen, 0.0
-    if loao is not None:  # SQuAD2: the procedure without the item's article
-        conf = [loao[it.run.q.title][0].confidence(it) for it in items]
-        return conf, chosen, [loao[it.run.q.title][1] for it in items]
     return [A.confidence(it.signals) if len(it.candidates) else 0.0 for it in items], chosen, SHIPPED.min_confidence
 
 
@@ -193,15 +188,13 @@ def main(argv=None) -> int:
         for s in (f"{kind}-{split}" for kind in ("std", "off", "removed", "single", "everyday")
                   for split in ("tune", "report")):
             res[(name, s)] = figures(items[s], *decide(name, items[s]))
-    log("SQuAD2, leave-one-article-out:")
-    loao = fa.squad2_loao(items, log)
+    titles = sorted({it.run.q.title for it in items["squad2"]})
     for name in ANSWERERS:
-        res[(name, "squad2")] = figures(items["squad2"], *decide(name, items["squad2"],
-                                                                  loao if name == "shipped" else None))
-        for title in sorted(loao):
+        res[(name, "squad2")] = figures(items["squad2"], *decide(name, items["squad2"]))
+        for title in titles:
             its = [it for it in items["squad2"] if it.run.q.title == title]
-            res[(name, f"squad2:{title}")] = figures(its, *decide(name, its, loao if name == "shipped" else None))
-    ctx["loao"] = {t: v[1] for t, v in loao.items()}
+            res[(name, f"squad2:{title}")] = figures(its, *decide(name, its))
+    ctx["squad2_titles"] = titles
     ctx["baselines"] = {s: baselines(items[s]) for s in ("std-tune", "std-report")}
     ctx["results"] = res
 

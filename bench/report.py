@@ -21,9 +21,8 @@ HOW = {
                  "`pip install 'ray[data]'`)",
     "embed.md": "`.venv/bin/python bench/embed.py --limit 1200 --rounds 2 --quality \"auto (the default),"
                 "sentence-transformers (before)\"`",
-    "retrieval.md": "`.venv/bin/python bench/retrieval.py --only scifact` "
+    "retrieval.md": "`.venv/bin/python bench/retrieval.py` "
                     "(`--chunk-sizes 128,200,256` to re-compare chunk sizes; each size embeds the corpus once)",
-    "faiss.md": "`.venv/bin/python bench/retrieval.py --only faiss` (synthetic vectors, no data needed)",
     "scale.md": "`.venv/bin/python bench/scale.py` (synthetic collections of 100k, 300k and 1M chunks, cached in "
                 "bench/.cache/scale-*; `--sizes` to choose)",
     "answers.md": "`.venv/bin/python bench/answers.py` (`--no-latency` skips the timing)",

@@ -10,12 +10,11 @@ rag.retrieve.dense/bm25 (a FAISS or FTS5 top-n is the prefix of a deeper top-n),
 real rag.retrieve.fuse exactly as rag.retrieve.search does; the final table is then re-measured
 end to end through Index.search, and the two must agree.
 
-Also compared: bm25s (the library) over the very same chunk tokens, as the alternative keyword side;
-and FAISS flat vs HNSW on synthetic vectors (bench/results/faiss.md).
+Also compared: bm25s (the library) over the very same chunk tokens, as the alternative keyword side.
+FAISS at scale (exact, IVF-SQ8, HNSW by size) is bench/scale.py's.
 
-    .venv/bin/python bench/retrieval.py                   # SciFact with the configured defaults + FAISS
+    .venv/bin/python bench/retrieval.py                   # SciFact with the configured defaults
     .venv/bin/python bench/retrieval.py --chunk-sizes 128,200,256   # also compare chunk sizes (re-embeds)
-    .venv/bin/python bench/retrieval.py --only faiss      # just the FAISS part (no data needed)
 """
 
 from __future__ import annotations
@@ -230,84 +229,7 @@ class Bm25s:
         return [(int(self.ids[i]), float(scores[i])) for i in top]
 
 
-# -- FAISS flat vs HNSW ------------------------------------------------------------------------------
-
-def synthetic(n: int, dim: int, rng, clusters: int = 2000) -> np.ndarray:
-    """Normalized vectors around random cluster centres: closer to real embeddings than pure noise."""
-    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
-    out = np.empty((n, dim), dtype=np.float32)
-    step = 50_000
-    for i in range(0, n, step):
-        m = min(step, n - i)
-        out[i:i + m] = centres[rng.integers(0, clusters, m)] + 0.9 * rng.standard_normal((m, dim)).astype(np.float32)
-    out /= np.linalg.norm(out, axis=1, keepdims=True)
-    return out
-
-
-def faiss_bench(sizes, flat_only=(), queries: int = 200) -> str:
-    import faiss
-
-    from rag.store import build_faiss
-
-    dim = 384
-    rng = np.random.default_rng(0)
-    rows = []
-    for n in sorted({*sizes, *flat_only}):
-        data = synthetic(n + queries, dim, rng)
-        vectors, q = data[:n], data[n:]
-        ids = np.arange(n, dtype=np.int64)
-        exact = None
-        kinds = (("flat", n + 1),) if n in flat_only and n not in sizes else (("flat", n + 1), ("HNSW M32 efC80", 0))
-        for kind, threshold in kinds:
-            started, c = time.perf_counter(), time.process_time()
-            index = build_faiss(ids, vectors, dim, threshold)
-            build, build_cpu = time.perf_counter() - started, time.process_time() - c
-            size_mb = len(faiss.serialize_index(index)) / 1e6
-            ef_values = [None] if kind == "flat" else [64, 128, 256]
-            threads = faiss.omp_get_max_threads()
-            faiss.omp_set_num_threads(1)  # one query at a time: OpenMP only adds barrier waits on a busy machine
-            for ef in ef_values:
-                if ef is not None:
-                    faiss.downcast_index(index.index).hnsw.efSearch = ef
-                found = np.empty((queries, 10), dtype=np.int64)
-                times, cpu = [], []
-                for j in range(queries):
-                    t, c = time.perf_counter(), time.process_time()
-                    _, found[j:j + 1] = index.search(q[j:j + 1], 10)
-                    times.append((time.perf_counter() - t) * 1000)
-                    cpu.append((time.process_time() - c) * 1000)
-                if exact is None:
-                    exact = found.copy()
-                rec = np.mean([len(set(found[j]) & set(exact[j])) / 10 for j in range(queries)])
-                label = kind if ef is None else f"{kind} efSearch {ef}" + (" (shipped)" if ef == 128 else "")
-                rows.append([f"{n:,}", label, f"{build:.1f} / {build_cpu:.1f}", f"{percentile(times, 50):.2f}",
-                             f"{percentile(times, 95):.2f}", f"{percentile(cpu, 50):.2f}", f"{rec:.3f}", f"{size_mb:.0f}"])
-                log("  faiss", rows[-1])
-            faiss.omp_set_num_threads(threads)
-            del index
-    return table(["vectors", "index", "build wall / CPU s", "query p50 ms", "query p95 ms", "query CPU p50 ms",
-                  "recall@10 vs exact", "size MB"], rows)
-
-
 KEYWORD_PICK = "Pick: FTS5 stays the keyword side. With the same tokens bm25s scores the same (within 0.005 nDCG@10 on train and test at FTS5's k1=1.2 b=0.75; Pyserini's k1=0.9 b=0.4 gains 0.002 on train and loses 0.009 on test) and answers faster (sub-millisecond against 5-15 ms), but it is a static index: every added or deleted file means rebuilding it (seconds here, growing with the corpus) outside the SQLite transaction, while FTS5 is updated incrementally in the same transaction as the chunks and vectors, so it can never disagree with them. BM25 query handling: the current one (content words, OR) is kept; the variants move hybrid nDCG@10 by 0.001 or less on train.\n"
-
-FAISS_PICK = """\
-Reading (wall times swing with the other workers on the 2 cores; the CPU column is the steadier one):
-
-- Exact search is linear: about 0.12-0.17 ms of CPU per 1,000 vectors per query: ~17 ms at 100k, ~36 ms at
-  300k and ~136 ms at 1M vectors, with perfect recall. HNSW answers in 0.3-3 ms at any of these sizes.
-- HNSW costs at build: ~0.8 s of CPU per 1,000 vectors (80 CPU-s for 100k, 5.5 min wall on this busy machine), and
-  rag/index.py rebuilds the FAISS index from all vectors after every add, so past the threshold every
-  `rag index` or upload pays that again. It also costs ~20% more memory and, on the small synthetic
-  set, some recall (0.97 at 10k with efSearch 128; 1.00 at 100k on this clustered data, real embeddings
-  are likely in between).
-- Pick: hnsw_threshold = 300,000 chunks. Below it exact search stays under ~40 ms of CPU per query (next to
-  ~10-20 ms to embed the query and seconds for an LLM answer) with exact recall and instant rebuilds; above
-  it flat search grows past 40-136 ms and HNSW's speed is worth its build. The old default (200,000) switched
-  to minutes-long rebuilds where exact search still costs ~25 ms. If HNSW were added to incrementally
-  instead of rebuilt on each add, a lower threshold would pay off.
-"""
-
 
 # -- the report ---------------------------------------------------------------------------------------
 
@@ -525,32 +447,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--chunk-sizes", default="", help="comma-separated chunk_tokens to compare (each builds an index)")
     p.add_argument("--limit", type=int, help="only the first N SciFact docs (smoke test; numbers not comparable)")
-    p.add_argument("--only", choices=["scifact", "faiss"], help="run one part")
-    p.add_argument("--faiss-sizes", default="10000,100000", help="vector counts for flat and HNSW")
-    p.add_argument("--faiss-flat-sizes", default="300000,1000000",
-                   help="larger counts measured flat only (HNSW building is minutes there: see the build times)")
     p.add_argument("--out", default="retrieval.md")
     args = p.parse_args(argv)
     args.chunk_sizes = [int(x) for x in args.chunk_sizes.split(",") if x.strip()]
-    if args.only != "faiss":
-        try:
-            common.write_result(args.out, run_scifact(args))
-        except SystemExit as e:  # data absent: common.require said so; the FAISS part needs no data
-            if e.code not in (0, None) or args.only == "scifact":
-                raise
-    if args.only != "scifact" and not args.limit:
-        sizes = [int(x) for x in args.faiss_sizes.split(",") if x.strip()]
-        log(f"FAISS flat vs HNSW at {sizes} synthetic vectors...")
-        body = faiss_bench(sizes, [int(x) for x in args.faiss_flat_sizes.split(",") if x.strip()])
-        from rag.config import Settings
-
-        text = ("## FAISS: exact (flat) vs HNSW by size\n\n" + common.machine_info(("faiss", "numpy")) +
-                "- Synthetic normalized 384-d vectors (2,000 Gaussian clusters, noise 0.9 per dimension), 200 held-out "
-                "queries, one at a time on one OpenMP thread (with the default 2 threads a 10k flat search took ~80 ms on "
-                "this busy machine, all of it barrier waits), top 10, inner product, built (2 threads) through rag.store.build_faiss (IndexIDMap2 around "
-                f"IndexFlatIP or IndexHNSWFlat M=32 efConstruction=80). Shipped hnsw_threshold: "
-                "300,000 chunks (replaced by IVF-SQ8 from 100,000: bench/results/scale.md).\n\n" + body + "\n\n" + FAISS_PICK)
-        common.write_result("faiss.md", text)
+    common.write_result(args.out, run_scifact(args))
     return 0
 
 

@@ -80,9 +80,11 @@ def assert_same_index(got: Index, want: Index, failures=True) -> None:
     va, vb = got.store.vectors_of([h.chunk_id for h in ha], dim), want.store.vectors_of([h.chunk_id for h in hb], dim)
     sa, sb = np.vstack([h.sentence_vectors for h in ha]), np.vstack([h.sentence_vectors for h in hb])
     for x, y in ((va, vb), (sa, sb)):
-        # both sides stored as int8 with a scale per row: equal up to one rounding step of 1/127 of
-        # the row's largest entry, and equal in direction to within 1e-4
-        assert np.all(np.abs(x - y) <= np.abs(y).max(axis=1, keepdims=True) / 127 + 1e-6)
+        # both sides stored as int8 with a scale per row (1/127 of the row's largest entry): equal up to
+        # one rounding step, plus the last bits a batch of other shape changes in bf16 (which also move
+        # the scale), and equal in direction to within 1e-4
+        steps = np.abs(x - y) / (np.abs(y).max(axis=1, keepdims=True) / 127)
+        assert steps.max() <= 1.5, f"differ by {steps.max():.2f} rounding steps"
         assert np.min(np.sum(x * y, axis=1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)) > 1 - 1e-4
     # and the FAISS side answers alike
     query = "How many U.S. presidents has Putin outlasted?"

@@ -56,6 +56,17 @@ def is_instruction(text: str) -> bool:
     return bool(_INJECTION.search(text))
 
 
+_HEADING = re.compile(r"[^\n.!?:;\"\u201d\u2019|\d]{1,80}")
+
+
+def is_heading(text: str) -> bool:
+    """True for a heading ("The lakes of Velmora"): one short line of at most 10 words with no digit and no
+    sentence-ending punctuation. It names a topic and states nothing, yet scores high on the topic's words;
+    list items and table rows are not headings."""
+    text = text.strip()
+    return bool(_HEADING.fullmatch(text)) and len(text.split()) <= 10 and not text.startswith(("-", "*", "\u2022"))
+
+
 _MARKUP = re.compile(r"<[^<>]{0,500}>")
 
 

@@ -10,6 +10,7 @@ from conftest import CORPUS_FILE
 from rag import RagError, Settings, ask
 from rag.answer import TUNING, answerability, resolve_question
 from rag.model import LOW_CONFIDENCE
+from rag.text import is_heading
 
 TEXT = CORPUS_FILE.read_text("utf-8")
 
@@ -203,3 +204,13 @@ def test_search_modes_differ_and_all_find_the_sentence(default_index):
 def test_follow_up_reads_gradio_list_content():
     history = [{"role": "user", "content": [{"type": "text", "text": "How many U.S. presidents has Putin outlasted?"}]}]
     assert resolve_question("and how many NATO chiefs?", history) == "how many NATO chiefs has Putin outlasted?"
+
+
+@pytest.mark.parametrize("text, heading", [
+    ("The lakes of Velmora", True), ("Mastery of Detail in Negotiations", True), ("Findings\n", True),
+    ("Lake Orm is the deepest: 312 m.", False), ("Orm | 312 m", False), ("- Two towers need new paint", False),
+    ("Chapter 3", False), ("What now?", False), ("A line that runs on for more than ten words without any stop", False),
+])
+def test_headings_are_told_from_statements(text, heading):
+    """A heading names a topic and scores high on its words, but never states the answer: it is not cited."""
+    assert is_heading(text) is heading

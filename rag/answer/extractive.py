@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..model import ABSTAIN_TEXT, Answer, Citation, Hit, Sentence
-from ..text import is_instruction, keywords, markup_share, stem, words
+from ..text import is_heading, is_instruction, keywords, markup_share, stem, words
 from . import answerability
 
 
@@ -50,15 +50,15 @@ MAX_MARKUP = 0.4  # sentences with more of their characters inside <tags> are ne
 def candidate_sentences(hits: list[Hit]) -> list[Candidate]:
     """Each distinct sentence of the passages, an exact slice, with its stored vector.
 
-    Sentences addressed to a language model ("ignore previous instructions ...") and sentences that
-    are mostly markup are left out: they never state the fact a question asks for.
+    Sentences addressed to a language model ("ignore previous instructions ..."), sentences that are mostly
+    markup and headings are left out: they never state the fact a question asks for.
     """
     seen, out = set(), []
     for p, hit in enumerate(hits):
         for (a, b), vector in zip(hit.sentences, hit.sentence_vectors):
             key = (hit.source, hit.doc_id, hit.page, a, b)
             text = hit.text[a - hit.start:b - hit.start]
-            if key in seen or is_instruction(text) or markup_share(text) >= MAX_MARKUP:
+            if key in seen or is_instruction(text) or markup_share(text) >= MAX_MARKUP or is_heading(text):
                 continue
             seen.add(key)
             out.append(Candidate(p, a, b, text, vector))

@@ -45,6 +45,7 @@ test: install-test browser ocr
 	$(PY) -m pytest
 
 bench: install-test ocr
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[bench]'
 	$(PY) bench/ingest.py
 	$(PY) bench/retrieval.py
 	$(PY) bench/answers.py

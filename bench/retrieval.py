@@ -32,6 +32,7 @@ import common  # noqa: E402
 from common import CORPUS, QUERIES, SCIFACT, ndcg, percentile, recall, table, to_docs  # noqa: E402
 
 from rag import retrieve  # noqa: E402
+from rag.text import keywords, words  # noqa: E402
 
 LATENCY_QUERIES = 100  # test queries timed one at a time through Index.search, per mode
 DEPTH = 1000  # chunks fetched once per query and side; every simulated search reads a prefix of these
@@ -111,7 +112,7 @@ def evaluate(lists: Lists, qrels, mode: str, cfg: dict, fuse=retrieve.fuse, with
 
 
 def end_to_end(index, queries, qrels, mode: str) -> dict:
-    """The same metrics through the real rag.retrieve.search (fusion, rows looked up and all); the query
+    """The same metrics through Index.search (fusion, rows looked up and all); the query
     vectors are computed once up front, which is the only shortcut."""
     chunk_doc = common.chunk_docs(index)
     qids = list(qrels)
@@ -119,7 +120,7 @@ def end_to_end(index, queries, qrels, mode: str) -> dict:
     nd, rc = [], []
     for qid, v in zip(qids, vectors):
         relevant = qrels[qid]
-        run = lambda k: [(h.chunk_id, h.score) for h in retrieve.search(index, queries[qid], k, mode, v[None, :])]  # noqa: E731
+        run = lambda k: [(h.chunk_id, h.score) for h in index.search(queries[qid], k, mode, query_vector=v[None, :])]  # noqa: E731
         nd.append(ndcg(doc_ranking(run, chunk_doc, 10, max_k=4000), relevant, 10))
         rc.append(recall(doc_ranking(run, chunk_doc, 100, max_k=4000), relevant, 100))
     return {"ndcg": float(np.mean(nd)), "recall": float(np.mean(rc))}
@@ -157,19 +158,16 @@ def keyword_variants(index) -> dict:
     """BM25 query handling variants, each a (text, k) -> ranked chunks function over the same FTS5 table."""
     store = index.store
 
-    def or_query(words):
-        return " OR ".join(f'"{w}"' for w in words)
-
     def all_words(text, k):
-        words = list(dict.fromkeys(retrieve._WORD.findall(text.lower())))
-        return store.keyword_search(or_query(words), k) if words else []
+        terms = list(dict.fromkeys(words(text.lower())))
+        return store.keyword_search(terms, k) if terms else []
 
     def no_short(text, k):
-        words = [w for w in retrieve.keywords(text) if len(w) > 1]
-        return store.keyword_search(or_query(words), k) if words else []
+        terms = [w for w in keywords(text) if len(w) > 1]
+        return store.keyword_search(terms, k) if terms else []
 
     return {
-        "content words, OR (current)": lambda text, k: retrieve.bm25(index, text, k),
+        "content words, OR (current)": lambda text, k: retrieve.bm25(store, text, k),
         "all words incl. stopwords, OR": all_words,
         "content words longer than 1 char, OR": no_short,
     }
@@ -209,12 +207,12 @@ class Bm25s:
         self.stems: dict[str, list[str]] = {}
 
     def query_terms(self, text: str) -> list[int]:
-        words = retrieve.keywords(text)
-        missing = [w for w in words if w not in self.stems]
+        terms = keywords(text)
+        missing = [w for w in terms if w not in self.stems]
         if missing:
             for w, toks in zip(missing, fts5_tokenize(missing)):
                 self.stems[w] = toks
-        return [self.vocab[t] for w in words for t in self.stems[w] if t in self.vocab]
+        return [self.vocab[t] for w in terms for t in self.stems[w] if t in self.vocab]
 
     def search(self, text: str, k: int) -> list[tuple[int, float]]:
         terms = self.query_terms(text)
@@ -341,7 +339,7 @@ def run_scifact(args) -> str:
     fts_times = []
     for text in test_texts:
         t = time.perf_counter()
-        retrieve.bm25(index, text, 100)
+        retrieve.bm25(index.store, text, 100)
         fts_times.append((time.perf_counter() - t) * 1000)
     for split, qrels, lists in (("train", train, lt), ("test", test, lte)):
         bm = evaluate(lists, qrels, "bm25", {})

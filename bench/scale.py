@@ -40,6 +40,7 @@ from common import CACHE, CORPUS, ROOT, machine_info, percentile, table, write_r
 from rag import Index, Settings  # noqa: E402
 from rag.chunk import CHUNKER_VERSION  # noqa: E402
 from rag.model import Chunk, Document, EmbeddedDocument, EmbeddedFile  # noqa: E402
+from rag.store import FORMAT_VERSION  # noqa: E402
 
 XQUAD = ROOT.parent / "shared" / "bench-data" / "xquad" / "xquad.en.json"
 WORDS_PER_CHUNK = 150
@@ -150,7 +151,7 @@ def manifest_of(s: Settings) -> dict:
 
 def build(size: int, real, anchors) -> tuple[Path, dict]:
     """The cached index of `size` synthetic chunks plus the real XQuAD paragraphs, and its build figures."""
-    path = CACHE / f"scale-{size}-f4"
+    path = CACHE / f"scale-{size}-f{FORMAT_VERSION}"
     done = path / ".complete"
     if done.exists():
         return path, json.loads(done.read_text())
@@ -452,8 +453,13 @@ def main(argv=None) -> int:
     ap.add_argument("--hnsw-up-to", type=int, default=100_000, help="measure the HNSW baseline up to this size")
     ap.add_argument("--embed-from", type=int, default=100_000,
                     help="at this size, also time Index.add of ~1,000 chunks of real text (the model embeds them)")
+    ap.add_argument("--add-only", type=int, metavar="SIZE",
+                    help="only time adding ~1,000 chunks through Index.add (and precomputed) to the cached index of "
+                         "this size, with the default embedding backend; writes scale-add.md")
     ap.add_argument("--out", default="scale.md")
     args = ap.parse_args(argv)
+    if args.add_only:
+        return add_only(args.add_only)
     sizes = [int(x) for x in args.sizes.split(",")]
     header = machine_info()
     real = real_texts()
@@ -471,7 +477,7 @@ def main(argv=None) -> int:
     log(f"format 2 (before): {old / 1024:.2f} KiB per chunk")
     summary, ann_rows, add_rows = [], [], []
     for size in sizes:
-        measured = CACHE / f"scale-{size}-f4.json"  # delete it to measure again
+        measured = CACHE / f"scale-{size}-f{FORMAT_VERSION}.json"  # delete it to measure again
         if not measured.exists():
             measured.write_text(json.dumps(measure(size, real, anchors, questions, queries, args)))
         m = json.loads(measured.read_text())
@@ -499,6 +505,32 @@ def main(argv=None) -> int:
             f"{body}\n\n{detail}\n\nThe vector index alone (FAISS, one thread, {args.queries} queries, CPU time):\n\n"
             f"{ann_table}\n\n{CHOICES}")
     write_result(args.out, text)
+    return 0
+
+
+def add_only(size: int) -> int:
+    """Index.add of real text into the cached index of `size` chunks, end to end with the default backend."""
+    path = CACHE / f"scale-{size}-f{FORMAT_VERSION}"
+    if not (path / ".complete").exists():
+        raise SystemExit(f"no cached index of {size:,} chunks in {path}: run bench/scale.py --sizes {size} first")
+    header, real = machine_info(), real_texts()
+    probe = Index.open(CACHE / "scale-probe", settings(CACHE / "scale-probe"))
+    anchors, _ = anchors_and_queries(probe, *real)
+    probe.close()
+    with Index.open(path, settings(path), create=False) as index:
+        n, backend = index.store.chunk_count(), index.embedder.name
+    runs = [add_thousand(path, real, anchors, real[2], embed=True) for _ in range(2)]
+    log(f"  added: {runs}")
+    rows = [[f"{n:,}", str(i + 1), f"{r['precomputed'][0]:.1f} ({r['precomputed'][1]:,})",
+             f"{r['add'][0]:.1f} ({r['add'][1]:,})", f"{r['add'][1] / r['add'][0]:.0f}", f"{r['delete'][0]:.1f}"]
+            for i, r in enumerate(runs)]
+    text = (f"## Scale: adding to a big index end to end (bench/scale.py --add-only {size})\n\n{header}"
+            f"- The cached index of bench/scale.py ({n:,} chunks); Index.add of 650 SciFact abstracts written as "
+            f"text files, the model ({backend}, the default backend here) embedding them, then the same through "
+            f"Index.add_precomputed (1,000 synthetic chunks), then both deleted again (prune). Two rounds.\n\n"
+            + table(["chunks in the index", "round", "add precomputed s (chunks)", "Index.add s (chunks)",
+                     "Index.add chunks/s", "delete them s"], rows) + "\n")
+    write_result("scale-add.md", text)
     return 0
 
 

@@ -101,7 +101,10 @@ class TokenCounter:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
-        return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        if hasattr(self.tokenizer, "encode_batch"):  # a tokenizers.Tokenizer (the fast backends)
+            return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        # a transformers tokenizer (sentence-transformers)
+        return [len(x) for x in self.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]]
 
 
 def load_tokenizer(model_path: Path):

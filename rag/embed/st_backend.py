@@ -14,21 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import RagError
-from .base import normalized, pool_spans
-
-
-class TokenCounter:
-    """The model's tokenizer and how many tokens it reads: all the chunker needs, without the model
-    (picklable, so a cluster's loading tasks count exactly as the model that embeds)."""
-
-    def __init__(self, tokenizer, max_tokens: int):
-        self.tokenizer, self.max_tokens = tokenizer, max_tokens
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        if not texts:
-            return []
-        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
-        return [len(x) for x in ids]
+from .base import TokenCounter, normalized, pool_spans
 
 
 class SentenceTransformersBackend:

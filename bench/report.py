@@ -25,6 +25,8 @@ HOW = {
                     "(`--chunk-sizes 128,200,256` to re-compare chunk sizes; each size embeds the corpus once)",
     "scale.md": "`.venv/bin/python bench/scale.py` (synthetic collections of 100k, 300k and 1M chunks, cached in "
                 "bench/.cache/scale-*; `--sizes` to choose)",
+    "scale-add.md": "`.venv/bin/python bench/scale.py --add-only 1000000` (needs the cached million-chunk index that "
+                    "`bench/scale.py` builds)",
     "answers.md": "`.venv/bin/python bench/answers.py` (`--no-latency` skips the timing)",
     "answerability.md": "`.venv/bin/python bench/fit_answerability.py` (rewrites rag/answer/answerability.json; "
                         "`--dry-run` only reports)",

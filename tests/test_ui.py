@@ -301,6 +301,15 @@ def test_an_abstention_lists_the_closest_passages(page):
     shot(page, "abstain.png")
 
 
+def test_a_low_confidence_answer_says_so(page):
+    """The article never says where Putin was born: the answer it gives is marked, with its confidence."""
+    from playwright.sync_api import expect
+
+    answer = ask(page, "Where was Putin born?")
+    expect(answer.locator(".rag-low")).to_contain_text(re.compile(r"low confidence \(0\.\d\d\)"))
+    shot(page, "low-confidence.png")
+
+
 def upload(page, files):
     with page.expect_file_chooser() as chooser:
         page.click("#rag-upload")

@@ -90,16 +90,17 @@ def all_items(corpora: qa_data.Corpora) -> dict[str, list[Item]]:
 # -- the model -----------------------------------------------------------------------------------
 
 
-def lr_fit(X: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 100) -> tuple[np.ndarray, float]:
-    """Logistic regression by Newton's method on standardized inputs, L2 on the weights (not the intercept);
-    returns (coefficients, intercept) on the raw inputs."""
+def lr_fit(X: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 100,
+           free: int = 0) -> tuple[np.ndarray, float]:
+    """Logistic regression by Newton's method on standardized inputs, L2 on the weights (not the intercept nor
+    the first `free` columns); returns (coefficients, intercept) on the raw inputs."""
     X, y = np.asarray(X, np.float64), np.asarray(y, np.float64)
     mu, sd = X.mean(0), X.std(0)
     sd[sd < 1e-9] = 1.0
     Z = np.hstack([(X - mu) / sd, np.ones((len(X), 1))])
     w = np.zeros(Z.shape[1])
     reg = np.full(Z.shape[1], l2 / len(X))
-    reg[-1] = 0.0
+    reg[:free] = reg[-1] = 0.0
     for _ in range(iters):
         p = 1 / (1 + np.exp(-np.clip(Z @ w, -30, 30)))
         step = np.linalg.solve((Z * (p * (1 - p))[:, None]).T @ Z / len(X) + np.diag(reg + 1e-9),
@@ -162,14 +163,6 @@ def figures(items: list[Item], confidence, chosen, threshold: float) -> dict:
     }
 
 
-def tune_figures(items: dict, fit: Fit, threshold: float, exclude=frozenset()) -> dict:
-    out = {}
-    for name in TUNE_SETS:
-        its = [it for it in items[name] if it.run.q.title not in exclude]
-        out[name] = figures(its, [fit.confidence(it) for it in its], [fit.chosen(it) for it in its], threshold)
-    return out
-
-
 def feasible(f: dict) -> bool:
     """Goal 3 on the tune split, with the margins."""
     std, off = f["std-tune"], f["off-tune"]
@@ -178,12 +171,11 @@ def feasible(f: dict) -> bool:
             and off["abstain_unanswerable"] >= GOAL["abstain_off"] + MARGIN["abstain_off"])
 
 
-def operating_point(items, fit: Fit, exclude=frozenset()):
+def operating_point(items, fit: Fit):
     """The threshold rule: the highest min_confidence at which goal 3 holds on the tune split with the margins
     (the most abstention it allows). Returns (threshold, tune figures, True), or, when no threshold keeps goal 3,
     (the lowest threshold abstaining enough on off-topic questions, its figures, False): what breaks."""
-    confs = {name: [(it, fit.confidence(it), fit.chosen(it)) for it in items[name] if it.run.q.title not in exclude]
-             for name in TUNE_SETS}
+    confs = {name: [(it, fit.confidence(it), fit.chosen(it)) for it in items[name]] for name in TUNE_SETS}
     at = {float(t): {name: figures([x[0] for x in v], [x[1] for x in v], [x[2] for x in v], t)
                      for name, v in confs.items()} for t in THRESHOLDS}
     ok = [t for t, f in at.items() if feasible(f)]
@@ -194,10 +186,9 @@ def operating_point(items, fit: Fit, exclude=frozenset()):
     return t, at[t], False
 
 
-def pool_of(items, exclude=frozenset(), squad2_titles=None) -> list[Item]:
+def pool_of(items, squad2_titles=None) -> list[Item]:
     pool = [it for name in TUNE_SETS for it in items[name]]
-    pool += [it for it in items["squad2"] if (squad2_titles is None or it.run.q.title in squad2_titles)]
-    return [it for it in pool if it.run.q.title not in exclude]
+    return pool + [it for it in items["squad2"] if squad2_titles is None or it.run.q.title in squad2_titles]
 
 
 def auc(scores, labels) -> float:
@@ -279,11 +270,11 @@ def squad2_titles(items) -> set[str]:
     return {it.run.q.title for it in items["squad2"]}
 
 
-def procedure(items, names, tuning=TUNING, exclude=frozenset()):
-    """What ships, on the tune data minus the `exclude` titles: the answer model fit on the pool, and the
+def procedure(items, names, tuning=TUNING):
+    """What ships, on the tune data: the answer model fit on the pool, and the
     threshold rule. Returns (fit, threshold, tune figures at it, whether goal 3 holds there)."""
-    fit = Fit(pool_of(items, exclude, squad2_titles(items) - S2_REPORT), names, tuning)
-    return (fit, *operating_point(items, fit, exclude))
+    fit = Fit(pool_of(items, squad2_titles=squad2_titles(items) - S2_REPORT), names, tuning)
+    return (fit, *operating_point(items, fit))
 
 
 # -- main ------------------------------------------------------------------------------------------

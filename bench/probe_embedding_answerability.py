@@ -23,6 +23,7 @@ Usage:  python bench/probe_embedding_answerability.py [--top3] [--free-best] [--
 from __future__ import annotations
 
 import argparse
+import functools
 import pickle
 import sys
 import time
@@ -115,27 +116,7 @@ def design(d: dict, kind: str) -> np.ndarray:
     return np.hstack(parts)
 
 
-def lr_fit_free_best(X, y, l2: float = 1.0, iters: int = 100):
-    """fit_answerability.lr_fit, but the first column (the best score) is not penalized: a strong L2 shrinks the
-    model toward the shipped one-feature fit rather than toward a constant."""
-    X, y = np.asarray(X, np.float64), np.asarray(y, np.float64)
-    mu, sd = X.mean(0), X.std(0)
-    sd[sd < 1e-9] = 1.0
-    Z = np.hstack([(X - mu) / sd, np.ones((len(X), 1))])
-    w = np.zeros(Z.shape[1])
-    reg = np.full(Z.shape[1], l2 / len(X))
-    reg[0] = reg[-1] = 0.0
-    for _ in range(iters):
-        p = 1 / (1 + np.exp(-np.clip(Z @ w, -30, 30)))
-        step = np.linalg.solve((Z * (p * (1 - p))[:, None]).T @ Z / len(X) + np.diag(reg + 1e-9),
-                               Z.T @ (p - y) / len(X) + reg * w)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w[:-1] / sd, float(w[-1] - (mu / sd) @ w[:-1])
-
-
-FITTER = fa.lr_fit  # --free-best: lr_fit_free_best
+FITTER = fa.lr_fit  # --free-best: the first column (the best score) unpenalized, see main()
 
 
 def predict(model, X, has=None) -> np.ndarray:
@@ -202,7 +183,7 @@ def main(argv=None) -> int:
     ap.add_argument("--free-best", action="store_true", help="do not penalize the best score's coefficient")
     args = ap.parse_args(argv)
     global FITTER
-    FITTER = lr_fit_free_best if args.free_best else fa.lr_fit
+    FITTER = functools.partial(fa.lr_fit, free=1) if args.free_best else fa.lr_fit
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     t0 = time.perf_counter()
     data = load(log)

@@ -1,5 +1,5 @@
 """Probe: can a small learned model over sentence-embedding interactions decide "do the cited sentences answer the
-question?" better than the shipped signal (the best extractive sentence score alone)?
+question?" better than the signal shipped then (the best extractive sentence score alone)?
 
 Per item with candidates, b = the best-scoring candidate. Features: [best score] + qvec*b.vector (384)
 + |qvec - b.vector| (384) [+ the mean of qvec*c.vector over the top-3 candidates (384), with --top3].

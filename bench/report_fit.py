@@ -7,6 +7,7 @@ import fit_answerability as fa
 
 LABELS = {
     "best": "the best sentence's score",
+    "background": "the median score of the 20 best sentences",
     "negation_mismatch": "a negated question, an affirmative best sentence",
     "entity_missing_best": "the question's names missing around the best sentence",
     "number_missing_best": "a number of the question missing around the best sentence",

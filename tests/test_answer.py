@@ -55,7 +55,7 @@ OUT_OF_ARTICLE = [
     "What is Putin's favourite breakfast?",
     "Who did Putin meet in Alaska?",
     pytest.param("How tall is Vladimir Putin?", marks=pytest.mark.xfail(
-        strict=True, reason="scores like an answer (confidence 0.70): issue 11 goal 4 is not met, "
+        strict=True, reason="scores like an answer (confidence 0.59): issue 11 goal 4 is not met, "
                             "bench/results/answers.md")),
     "Where was Putin born?",
     "How many children does Putin have?",
@@ -70,10 +70,18 @@ def test_questions_the_article_does_not_answer_are_withheld_or_marked_low(defaul
     assert answer.passages  # the closest passages are listed either way
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 goal 4 is not met: on the subject of the article, the best "
-                                       "sentence scores too well to abstain without breaking XQuAD's goals "
-                                       "(bench/results/answers.md); they are answered with low confidence")
-@pytest.mark.parametrize("question", ["What is Putin's favourite breakfast?", "Who did Putin meet in Alaska?"])
+NOT_SAID = (
+    "What is Putin's favourite breakfast?",
+    pytest.param("Who did Putin meet in Alaska?", marks=pytest.mark.xfail(
+        strict=True, reason="confidence 0.22, just above min_confidence 0.21: issue 11 goal 4 is not met "
+                            "(bench/results/answers.md); it is answered with low confidence")),
+    "What car does Putin drive?",
+    "Which university did Putin study law at?",
+    "When did Putin meet Xi Jinping in Beijing?",
+)
+
+
+@pytest.mark.parametrize("question", NOT_SAID)
 def test_the_issues_out_of_article_questions_abstain(default_index, question):
     assert ask(question, index=default_index).abstained
 
@@ -172,10 +180,10 @@ def test_min_confidence_comes_from_the_environment_and_decides(default_index):
 
 
 def test_the_defaults_are_the_fitted_ones():
-    """The selection is the fit's; the threshold is the old boundary (a best sentence scoring 0.5) in the fitted
-    confidence, below the fit's own pick, which answered too few of the report split (rag/config.py)."""
+    """The selection is the fit's (bench/fit_answerability.py); the default threshold is at most the fit's
+    pick, which answered too few of XQuAD's report split (rag/config.py)."""
     fitted = answerability.weights()
-    assert round(answerability.confidence({"best": 0.5}), 2) == Settings().min_confidence < fitted["threshold"]
+    assert Settings().min_confidence <= fitted["threshold"]
     assert {k: getattr(TUNING, k) for k in fitted["selection"]} == fitted["selection"]
 
 
@@ -214,3 +222,15 @@ def test_follow_up_reads_gradio_list_content():
 def test_headings_are_told_from_statements(text, heading):
     """A heading names a topic and scores high on its words, but never states the answer: it is not cited."""
     assert is_heading(text) is heading
+
+
+def test_an_answer_that_stands_out_from_its_passages_is_surer():
+    """The background (the median of the best sentences' scores) lowers the confidence of a best sentence that
+    does not stand out: the on-subject question the documents do not answer (rag/answer/answerability.py)."""
+    alone = answerability.signals([0.9, 0.2, 0.1])
+    crowded = answerability.signals([0.9, 0.85, 0.8, 0.1])
+    assert alone == {"best": 0.9, "background": 0.2}
+    assert crowded["best"] == 0.9 and crowded["background"] == pytest.approx(0.825)
+    assert answerability.confidence(crowded) < answerability.confidence(alone)
+    many = answerability.signals(list(range(100)))
+    assert many["background"] == pytest.approx(89.5)  # the median of the 20 best, not of all

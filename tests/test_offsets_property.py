@@ -75,7 +75,8 @@ def test_citations_are_exact_slices(embedder, text, seed):
     question = " ".join(words[:: max(1, len(words) // 5)][:6]) or "what?"
     candidates = candidate_sentences(hits)
     query = candidates[0].vector if candidates else np.ones(8, np.float32) / np.sqrt(8)
-    answer = extract(question, question, hits, query, TUNING, min_confidence=0.0)  # never abstain: offsets are the point
+    answer = extract(question, question, hits, query, TUNING, min_confidence=0.0,  # never abstain: offsets are the point
+                     embedder=embedder)
     assert bool(answer.citations) == bool(candidates)  # the sentence the question points at is cited
     for c in answer.citations:
         assert c.text == text[c.start:c.end] and c.text

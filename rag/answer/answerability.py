@@ -2,13 +2,17 @@
 
 bench/fit_answerability.py fits a logistic regression on the tune data (XQuAD articles 0-23 asked of several
 indexes; the SQuAD 2.0 tune articles that are not in XQuAD's report split) over signals of the retrieved
-passages, kept one at a time while they raise the cross-validated AUC. Of the eleven tried (the question's words,
-names and numbers missing around the best sentence, from the passages or from the whole index, a negated
-question, the margin over the second sentence: bench/signals_tried.py), two paid: the best sentence's score and
-the background, how well the passages' other sentences score. An answer stands out from its passages; a
-question on the documents' subject that they do not answer finds many sentences scoring alike (the subject's
-names match everywhere) and none above them. That is all this module computes. The weights are read once per process; a refit that keeps another signal
-fails here (KeyError) until its computation is added. No model call and no query.
+passages, kept one at a time while they raise the cross-validated AUC. Of the twelve tried (the question's
+words, names and numbers missing around the best sentence, from the passages or from the whole index, a negated
+question, the margin over the second sentence: bench/signals_tried.py), three paid: the best sentence's score;
+the coverage, the question's words matched token by token in the sentences cited; and the background, how well
+the passages' other sentences score. An answer stands out from its passages and holds what the question asks
+about; a question on the documents' subject that they do not answer finds many sentences scoring alike (the
+subject's names match everywhere), none above them, and none with the word it asks about.
+
+That is all this module computes: coverage costs one model call over the sentences an answer would cite (a few
+milliseconds). The weights are read once per process; a refit that keeps another signal fails here (KeyError)
+until its computation is added.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
+
+from ..text import asked_words
 
 WEIGHTS = Path(__file__).with_name("answerability.json")
 
@@ -37,13 +44,46 @@ def sentence_probability(scores) -> np.ndarray:
 
 
 BACKGROUND_OF = 20  # the background is the median score of this many best sentences
+WORD = re.compile(r"\w+")
 
 
-def signals(scores) -> dict[str, float]:
-    """What the model reads, by name, from the extractive scores of the candidate sentences: the best one, and
-    the median of the BACKGROUND_OF best (all of them when there are fewer)."""
+def reads(name: str) -> bool:
+    """Does the fitted model read this signal? (coverage costs a model call: computed only when read)"""
+    return name in weights()["answer"]["names"]
+
+
+def signals(scores, coverage: float | None = None) -> dict[str, float]:
+    """What the model reads, by name: from the extractive scores of the candidate sentences, the best one and
+    the median of the BACKGROUND_OF best (all of them when there are fewer); and the coverage, when given."""
     top = np.sort(np.asarray(scores, np.float64))[::-1]
-    return {"best": float(top[0]), "background": float(np.median(top[:BACKGROUND_OF]))}
+    out = {"best": float(top[0]), "background": float(np.median(top[:BACKGROUND_OF]))}
+    if coverage is not None:
+        out["coverage"] = coverage
+    return out
+
+
+def coverage(question: str, sentences: list[str], embedder, question_tokens=None) -> float:
+    """How well the best-covering of the sentences holds what the question asks about, token by token: each
+    word the question asks about (text.asked_words) is matched by its tokens' closest tokens of the sentence
+    (cosine, each text read on its own), averaged over the word's tokens, then over the words. "What is
+    Putin's favourite breakfast?" of an article about Putin that never mentions food: "Putin" is matched
+    everywhere, "breakfast" nowhere. question_tokens: the question's (vectors, offsets), if already made
+    (Index.embed_question); one model call reads the sentences."""
+    if not sentences:
+        return 0.0
+    texts = list(sentences) if question_tokens is not None else [question, *sentences]
+    _, tokens = embedder.encode_tokens(texts)
+    (q, offsets), others = (question_tokens, tokens) if question_tokens is not None else (tokens[0], tokens[1:])
+    asked = set(asked_words(question))
+    groups = [idx for m in WORD.finditer(question) if m.group(0).lower() in asked
+              for idx in [np.flatnonzero((offsets[:, 0] >= m.start()) & (offsets[:, 1] <= m.end()))] if len(idx)]
+    groups = groups or [np.arange(len(q))]
+    best = 0.0
+    for vectors, _ in others:
+        if len(vectors) and len(q):
+            closest = (q @ vectors.T).max(axis=1)
+            best = max(best, float(np.mean([closest[idx].mean() for idx in groups])))
+    return best
 
 
 def confidence(values: dict[str, float]) -> float:

@@ -31,14 +31,15 @@ def ask(question: str, index: Index | None = None, history=None, settings: Setti
     timings: dict[str, float] = {}
     t = time.perf_counter()
     resolved = resolve_question(question, history)
-    query_vector = index.embed_query(resolved)
+    query_vector, question_tokens = index.embed_question(resolved)
     timings["embed"] = time.perf_counter() - t
     t = time.perf_counter()
     hits = index.search(resolved, k, mode, query_vector=query_vector)
     timings["search"] = time.perf_counter() - t
     t = time.perf_counter()
     # the decision is made on the passages, whoever writes the answer
-    answer = extract(question, resolved, hits, query_vector[0], tuning or TUNING, min_confidence=settings.min_confidence)
+    answer = extract(question, resolved, hits, query_vector[0], tuning or TUNING, min_confidence=settings.min_confidence,
+                     embedder=index.embedder, question_tokens=question_tokens)
     timings["compose"] = time.perf_counter() - t
     if settings.llm_url and hits:
         if answer.abstained:  # asking a model to answer what the passages do not say invites it to make it up

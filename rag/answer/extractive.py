@@ -118,17 +118,20 @@ def select(candidates: list[Candidate], scores: np.ndarray, tuning: Tuning) -> l
 
 
 def extract(question: str, resolved: str, hits: list[Hit], query_vector, tuning: Tuning = TUNING, *,
-            min_confidence: float) -> Answer:
+            min_confidence: float, embedder, question_tokens=None) -> Answer:
     """Cite the one to few sentences that best answer the question, or abstain when the confidence that they
-    hold the answer (answerability.py) is below min_confidence."""
+    hold the answer (answerability.py, which may read them with `embedder`, beside the question's
+    `question_tokens` when given) is below min_confidence."""
     candidates = candidate_sentences(hits)
     if not candidates:
         return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, passages=hits, confidence=0.0)
     scores = score(resolved, candidates, query_vector, tuning)
-    confidence = round(answerability.confidence(answerability.signals(scores)), 4)
+    chosen = select(candidates, scores, tuning)
+    covered = answerability.coverage(resolved, [candidates[i].text for i in chosen], embedder, question_tokens) \
+        if answerability.reads("coverage") else None
+    confidence = round(answerability.confidence(answerability.signals(scores, covered)), 4)
     if confidence < min_confidence:
         return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, passages=hits, confidence=confidence)
-    chosen = select(candidates, scores, tuning)
     probability = answerability.sentence_probability(scores[chosen])
     citations, sentences = [], []
     for n, (i, p) in enumerate(zip(chosen, probability), 1):

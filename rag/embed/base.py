@@ -66,6 +66,19 @@ class Backend:
                 span_vectors[row] = pool_spans(hidden[k, :n], offsets, spans[row], pooled[k])
         return normalized(vectors), span_vectors
 
+    def encode_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """encode()'s vectors and, from the same forward pass, per text its tokens' normalized vectors and
+        (start, end) character offsets, [CLS]/[SEP] left out: what the answerer compares a question with a
+        sentence by, word for word."""
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        tokens: list = [None] * len(texts)
+        for rows, encodings, hidden, mask in self._batches(texts, len(texts) or 1):
+            vectors[rows] = _mean(hidden, mask)
+            for k, (row, enc) in enumerate(zip(rows, encodings)):
+                n = len(enc.ids)
+                tokens[row] = real_tokens(hidden[k, :n], np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2))
+        return normalized(vectors), tokens
+
     # -- batching ----------------------------------------------------------------------------------
 
     def tokenize(self, texts: Sequence[str]):
@@ -165,6 +178,12 @@ def pool_spans(tokens: np.ndarray, offsets: np.ndarray, spans, fallback: np.ndar
         i = min(i, j - 1)
         rows.append((sums[j] - sums[i]) / (j - i))
     return normalized(np.asarray(rows, dtype=np.float32).reshape(-1, tokens.shape[1]))
+
+
+def real_tokens(tokens: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The normalized vectors and offsets of the tokens that cover text (not [CLS], [SEP] or padding)."""
+    real = offsets[:, 1] > offsets[:, 0]
+    return normalized(tokens[real]), offsets[real]
 
 
 def normalized(vectors: np.ndarray) -> np.ndarray:

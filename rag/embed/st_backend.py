@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import RagError
-from .base import TokenCounter, normalized, pool_spans
+from .base import TokenCounter, normalized, pool_spans, real_tokens
 
 
 class SentenceTransformersBackend:
@@ -63,6 +63,22 @@ class SentenceTransformersBackend:
             show_progress_bar=progress, convert_to_numpy=True,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """encode()'s vectors and per text its tokens' normalized vectors and character offsets ([CLS]/[SEP]
+        left out). A tokenizer without offsets (a "slow" one) gives the text's whole span to every token."""
+        outputs = self.model.encode(list(texts), output_value=None, show_progress_bar=False) if texts else []
+        vectors, tokens = [], []
+        for text, out in zip(texts, outputs):
+            hidden = out["token_embeddings"][:int(out["attention_mask"].sum())].float().cpu().numpy()
+            if self.late_chunking:
+                offsets = self.tokenizer(text, return_offsets_mapping=True, truncation=True,
+                                         max_length=int(self.model.max_seq_length))["offset_mapping"]
+            else:
+                offsets = [(0, 0)] + [(0, len(text))] * (len(hidden) - 2) + [(0, 0)]
+            vectors.append(out["sentence_embedding"].float().cpu().numpy())
+            tokens.append(real_tokens(hidden, np.asarray(offsets, dtype=np.int64).reshape(-1, 2)))
+        return normalized(np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)), tokens
 
     def encode_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]],
                           batch_size: int = 64) -> tuple[np.ndarray, list[np.ndarray]]:

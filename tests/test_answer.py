@@ -213,6 +213,18 @@ def test_follow_up_reads_gradio_list_content():
     assert resolve_question("and how many NATO chiefs?", history) == "how many NATO chiefs has Putin outlasted?"
 
 
+@pytest.mark.parametrize("previous, follow_up, written", [
+    # named once, as a person writing it out would: the second pronoun stays
+    ("What was Tesla's reputation in popular culture?", "How did he finance his work?", "How did Tesla finance his work?"),
+    # "him" is the person, not "the General Conference ..." named first
+    ("What did the General Conference on Weights and Measures name after Tesla in 1960?",
+     "When did people start to show an interest in him?", "When did people start to show an interest in Tesla?"),
+])
+def test_a_pronoun_takes_the_antecedent_a_reader_would(previous, follow_up, written):
+    history = [{"role": "user", "content": previous}, {"role": "assistant", "content": "An answer. [1]"}]
+    assert resolve_question(follow_up, history) == written
+
+
 @pytest.mark.parametrize("text, heading", [
     ("The lakes of Velmora", True), ("Mastery of Detail in Negotiations", True), ("Findings\n", True),
     ("Lake Orm is the deepest: 312 m.", False), ("Orm | 312 m", False), ("- Two towers need new paint", False),

@@ -70,6 +70,8 @@ def resolve_question(question: str, history=None) -> str:
         word = m.group(0)
         low = word.lower()
         ante = antecedent(prev_q, prev_a, low, body)
+        if ante and ante in used and low not in NEUTER:
+            return word  # "How did he finance his work?": named once, as the question written out would
         if not ante or (low in NEUTER and ante in used):
             unresolved.append(low)
             return word
@@ -139,6 +141,9 @@ def topic(question: str) -> list[str]:
 def antecedent(previous_question: str, previous_answer: str, pronoun: str, followup: str = "") -> str:
     """Whom or what the pronoun stands for (never a name the follow-up already says), or ""."""
     q_ents = [e for e in topic(previous_question) if e.lower() not in followup.lower()]
+    if pronoun in PERSONAL:  # "the General Conference on Weights and Measures" is no "him"
+        q_ents = [e for e in q_ents if not re.search(rf"\bthe\s+{re.escape(e)}", previous_question, re.I)
+                  and not re.search(r"\s(and|of)\s", e)] or q_ents
     a_ents = [e for e in entities(_strip_markers(previous_answer)) if e not in q_ents
               and not any(e in x or x in e for x in q_ents)]
     who = re.match(r"^\s*(?:and\s+)?(who|whom|whose|which (?:person|leader|man|woman|president|king))\b",

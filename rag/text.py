@@ -103,6 +103,32 @@ def asked_words(question: str) -> list[str]:
     return [w for w in ws if w not in ASKING] or ws
 
 
+_WANTS_NUMBER = re.compile(r"\bhow (many|much|long|old|far|large|big|tall|often|high|fast)\b"
+                           r"|\bwhat (percentage|percent|proportion|number|amount)\b")
+_WANTS_DATE = re.compile(r"\bwhen\b|\b(what|which|in what|in which) (year|century|decade|date|month|day)\b")
+_WANTS_NAME = re.compile(r"\b(who|whom|whose)\b")
+_NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
+                     r"fifty|hundred|thousand|million|billion|dozen|half)\b", re.I)
+_DATE = re.compile(r"\b(1\d{3}|20\d\d|\d{1,4}s|\d{1,2}(st|nd|rd|th) century|January|February|March|April|May|June|"
+                   r"July|August|September|October|November|December)\b")
+_NAME = re.compile(r"\b[A-Z][a-z]+")
+
+
+def answer_type(question: str):
+    """What kind of thing the question asks for (a number for "how many", a date for "when", a name for "who"),
+    as a test of a sentence: does it hold one? None when the question asks for no particular kind."""
+    q = question.lower()
+    number, date, name = _WANTS_NUMBER.search(q), _WANTS_DATE.search(q), _WANTS_NAME.search(q)
+    if not (number or date or name):
+        return None
+    asked = set(words(question))
+
+    def holds(text: str) -> bool:
+        return bool(number and _NUMBER.search(text) or date and _DATE.search(text)
+                    or name and any(m.group(0).lower() not in asked for m in _NAME.finditer(text[1:])))
+    return holds
+
+
 def stem(word: str) -> str:
     """A plural "s" off: enough for matching question words to sentence words."""
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word

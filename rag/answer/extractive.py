@@ -7,14 +7,13 @@ The sentence vectors were stored with the chunks, so answering costs no model ca
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 from ..model import ABSTAIN_TEXT, Answer, Citation, Hit, Sentence
-from ..text import is_heading, is_instruction, keywords, markup_share, stem, words
+from ..text import answer_type, is_heading, is_instruction, keywords, markup_share, stem, words
 from . import answerability
 
 
@@ -75,30 +74,13 @@ def score(resolved: str, candidates: list[Candidate], query_vector, tuning: Tuni
     idf = {w: math.log((n + 1) / (sum(w in s for s in s_words) + 0.5)) for w in q_words}
     total_idf = sum(idf.values())
     # what the question asks for: a number, a date, a name
-    q_low = resolved.lower()
-    wants_number = re.search(r"\bhow (many|much|long|old|far|large|big|tall|often|high|fast)\b"
-                             r"|\bwhat (percentage|percent|proportion|number|amount)\b", q_low)
-    wants_date = re.search(r"\bwhen\b|\b(what|which|in what|in which) (year|century|decade|date|month|day)\b", q_low)
-    wants_name = re.search(r"\b(who|whom|whose)\b", q_low)
-    q_all = set(words(resolved))
-
-    def holds_answer_type(text: str) -> bool:
-        if wants_number and re.search(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
-                                      r"twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen|half)\b",
-                                      text, re.I):
-            return True
-        if wants_date and re.search(r"\b(1\d{3}|20\d\d|\d{1,4}s|\d{1,2}(st|nd|rd|th) century|January|February|"
-                                    r"March|April|May|June|July|August|September|October|November|December)\b", text):
-            return True
-        return bool(wants_name) and any(m.group(0).lower() not in q_all
-                                        for m in re.finditer(r"\b[A-Z][a-z]+", text[1:]))
-
+    holds_answer_type = answer_type(resolved)
     cosine = np.stack([c.vector for c in candidates]) @ np.asarray(query_vector, dtype=np.float32)
     scores = np.empty(n)
     for i, (c, sentence_words, cos) in enumerate(zip(candidates, s_words, cosine)):
         overlap = sum(idf[w] for w in q_words & sentence_words) / total_idf if total_idf else 0.0
         value = float(cos) + tuning.lexical_weight * overlap - (tuning.passage_penalty if c.passage > 0 else 0.0)
-        if tuning.answer_type_weight and holds_answer_type(c.text):
+        if tuning.answer_type_weight and holds_answer_type and holds_answer_type(c.text):
             value += tuning.answer_type_weight
         scores[i] = value
     return scores

@@ -71,12 +71,16 @@ def coverage(question: str, sentences: list[str], embedder, question_tokens=None
     (Index.embed_question); one model call reads the sentences."""
     if not sentences:
         return 0.0
-    texts = list(sentences) if question_tokens is not None else [question, *sentences]
-    _, tokens = embedder.encode_tokens(texts)
-    (q, offsets), others = (question_tokens, tokens) if question_tokens is not None else (tokens[0], tokens[1:])
+    _, others = embedder.encode_tokens(list(sentences) if question_tokens is not None else [question, *sentences])
+    if question_tokens is None:
+        question_tokens, others = others[0], others[1:]
+    q, offsets = question_tokens
     asked = set(asked_words(question))
-    groups = [idx for m in WORD.finditer(question) if m.group(0).lower() in asked
-              for idx in [np.flatnonzero((offsets[:, 0] >= m.start()) & (offsets[:, 1] <= m.end()))] if len(idx)]
+    groups = []  # per asked word, its tokens in the question
+    for m in WORD.finditer(question):
+        idx = np.flatnonzero((offsets[:, 0] >= m.start()) & (offsets[:, 1] <= m.end()))
+        if m.group(0).lower() in asked and len(idx):
+            groups.append(idx)
     groups = groups or [np.arange(len(q))]
     best = 0.0
     for vectors, _ in others:

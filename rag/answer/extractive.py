@@ -1,7 +1,8 @@
 """Stage 6, answer (extractive): cite the one to few sentences of the passages that answer, or abstain.
 
 No language model: every word of the answer is a sentence of the documents, cited to its exact span.
-The sentence vectors were stored with the chunks, so answering costs no model call.
+The sentence vectors were stored with the chunks, so scoring them costs no model call; deciding whether they
+answer reads the cited ones once more (answerability.coverage).
 """
 
 from __future__ import annotations

@@ -70,10 +70,9 @@ def resolve_question(question: str, history=None) -> str:
         word = m.group(0)
         low = word.lower()
         ante = antecedent(prev_q, prev_a, low, body)
-        if ante and ante in used and low not in NEUTER:
-            return word  # "How did he finance his work?": named once, as the question written out would
-        if not ante or (low in NEUTER and ante in used):
-            unresolved.append(low)
+        if not ante or ante in used:  # "How did he finance his work?": named once, as written out
+            if not ante or low in NEUTER:  # a second "it" may mean something else
+                unresolved.append(low)
             return word
         used.append(ante)
         if low in POSSESSIVE and not (low == "her" and _object_position(out, m.start())):

@@ -166,8 +166,7 @@ def _mean(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def pool_spans(tokens: np.ndarray, offsets: np.ndarray, spans, fallback: np.ndarray) -> np.ndarray:
     """The normalized mean of the token vectors overlapping each (start, end) character span ("late
     chunking": sentence vectors for the answerer at no extra model cost, each read in its context)."""
-    real = offsets[:, 1] > offsets[:, 0]  # not [CLS], [SEP] or padding
-    tokens, offsets = tokens[real], offsets[real]
+    tokens, offsets = _covering_text(tokens, offsets)
     if not len(tokens):
         return normalized(np.tile(fallback, (len(spans), 1)))
     sums = np.vstack([np.zeros((1, tokens.shape[1]), np.float32), np.cumsum(tokens, axis=0)])
@@ -180,10 +179,16 @@ def pool_spans(tokens: np.ndarray, offsets: np.ndarray, spans, fallback: np.ndar
     return normalized(np.asarray(rows, dtype=np.float32).reshape(-1, tokens.shape[1]))
 
 
+def _covering_text(tokens: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The vectors and offsets of the tokens that cover text (not [CLS], [SEP] or padding)."""
+    real = offsets[:, 1] > offsets[:, 0]
+    return tokens[real], offsets[real]
+
+
 def real_tokens(tokens: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The normalized vectors and offsets of the tokens that cover text (not [CLS], [SEP] or padding)."""
-    real = offsets[:, 1] > offsets[:, 0]
-    return normalized(tokens[real]), offsets[real]
+    tokens, offsets = _covering_text(tokens, offsets)
+    return normalized(tokens), offsets
 
 
 def normalized(vectors: np.ndarray) -> np.ndarray:

@@ -67,18 +67,31 @@ class SentenceTransformersBackend:
     def encode_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
         """encode()'s vectors and per text its tokens' normalized vectors and character offsets ([CLS]/[SEP]
         left out). A tokenizer without offsets (a "slow" one) gives the text's whole span to every token."""
-        outputs = self.model.encode(list(texts), output_value=None, show_progress_bar=False) if texts else []
-        vectors, tokens = [], []
-        for text, out in zip(texts, outputs):
-            hidden = out["token_embeddings"][:int(out["attention_mask"].sum())].float().cpu().numpy()
-            if self.late_chunking:
-                offsets = self.tokenizer(text, return_offsets_mapping=True, truncation=True,
-                                         max_length=int(self.model.max_seq_length))["offset_mapping"]
-            else:
-                offsets = [(0, 0)] + [(0, len(text))] * (len(hidden) - 2) + [(0, 0)]
-            vectors.append(out["sentence_embedding"].float().cpu().numpy())
-            tokens.append(real_tokens(hidden, np.asarray(offsets, dtype=np.int64).reshape(-1, 2)))
-        return normalized(np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)), tokens
+        rows = self._token_outputs(list(texts))
+        vectors = np.asarray([v for v, _, _ in rows], dtype=np.float32).reshape(-1, self.dim)
+        return normalized(vectors), [real_tokens(hidden, offsets) for _, hidden, offsets in rows]
+
+    def _token_outputs(self, batch: list[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per text, from one forward pass: its pooled vector, its token vectors ([CLS] and [SEP] included) and
+        their (start, end) character offsets (the whole text for every token when the tokenizer has none)."""
+        if not batch:
+            return []
+        outputs = self.model.encode(batch, batch_size=len(batch), output_value=None, show_progress_bar=False)
+        if self.late_chunking:
+            offsets = self.tokenizer(batch, return_offsets_mapping=True, truncation=True,
+                                     max_length=int(self.model.max_seq_length))["offset_mapping"]
+        else:
+            offsets = [None] * len(batch)
+        rows = []
+        for text, out, offs in zip(batch, outputs, offsets):
+            tokens = out["token_embeddings"][:int(out["attention_mask"].sum())].float().cpu().numpy()
+            if offs is None:
+                offs = [(0, 0)] + [(0, len(text))] * (len(tokens) - 2) + [(0, 0)]
+            if len(offs) != len(tokens):
+                raise RagError(f"the tokenizer of {self.model_name!r} gives {len(offs)} offsets for {len(tokens)} tokens")
+            rows.append((out["sentence_embedding"].float().cpu().numpy(), tokens,
+                         np.asarray(offs, dtype=np.int64).reshape(-1, 2)))
+        return rows
 
     def encode_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]],
                           batch_size: int = 64) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -95,16 +108,10 @@ class SentenceTransformersBackend:
             return self.encode(texts, batch_size), [alone[x:y] for x, y in zip(bounds, bounds[1:])]
         vectors, span_vectors = [], []
         for i in range(0, len(texts), batch_size):  # one batch at a time: token vectors are big
-            batch = list(texts[i:i + batch_size])
-            outputs = self.model.encode(batch, batch_size=batch_size, output_value=None, show_progress_bar=False)
-            offsets = self.tokenizer(batch, return_offsets_mapping=True, truncation=True,
-                                     max_length=int(self.model.max_seq_length))["offset_mapping"]
-            for out, offs, text_spans in zip(outputs, offsets, spans[i:i + batch_size]):
-                tokens = out["token_embeddings"][:int(out["attention_mask"].sum())].float().cpu().numpy()
-                if len(offs) != len(tokens):
-                    raise RagError(f"the tokenizer of {self.model_name!r} gives {len(offs)} offsets for {len(tokens)} tokens")
-                vectors.append(out["sentence_embedding"].float().cpu().numpy())
-                span_vectors.append(pool_spans(tokens, np.asarray(offs).reshape(-1, 2), text_spans, vectors[-1]))
+            rows = self._token_outputs(list(texts[i:i + batch_size]))
+            for (vector, tokens, offsets), text_spans in zip(rows, spans[i:i + batch_size]):
+                vectors.append(vector)
+                span_vectors.append(pool_spans(tokens, offsets, text_spans, vector))
         if not vectors:
             return np.zeros((0, self.dim), dtype=np.float32), []
         return normalized(np.asarray(vectors, dtype=np.float32)), span_vectors

@@ -213,15 +213,29 @@ def test_follow_up_reads_gradio_list_content():
     assert resolve_question("and how many NATO chiefs?", history) == "how many NATO chiefs has Putin outlasted?"
 
 
-@pytest.mark.parametrize("previous, follow_up, written", [
+@pytest.mark.parametrize("previous, answer, follow_up, written", [
     # named once, as a person writing it out would: the second pronoun stays
-    ("What was Tesla's reputation in popular culture?", "How did he finance his work?", "How did Tesla finance his work?"),
+    ("What was Tesla's reputation in popular culture?", "An answer. [1]", "How did he finance his work?",
+     "How did Tesla finance his work?"),
     # "him" is the person, not "the General Conference ..." named first
-    ("What did the General Conference on Weights and Measures name after Tesla in 1960?",
+    ("What did the General Conference on Weights and Measures name after Tesla in 1960?", "An answer. [1]",
      "When did people start to show an interest in him?", "When did people start to show an interest in Tesla?"),
+    # "who" asking for a person: the pronoun is the one the answer names...
+    ("Who was the first leader to call George W. Bush?", "Notably, Vladimir Putin called him first. [1]",
+     "when did he first take office?", "when did Vladimir Putin first take office?"),
+    # ... but not when the question names the one it is about
+    ("Who is Angela Stent?", "A scholar of U.S.-Russia relations, she wrote about Putin. [1]",
+     "what did she say about the reset?", "what did Angela Stent say about the reset?"),
+    ("Who did Putin meet in Helsinki?", "In 2018 Putin met Donald Trump in Helsinki. [1]",
+     "what did he say afterwards?", "what did Putin say afterwards?"),
+    # "that" after a noun starts a relative clause; it does not point back
+    ("What region lies inside the urban area of Southern California?", "An answer. [1]",
+     "What is the name of the eight areas that make up a part of it?",
+     "What is the name of the eight areas that make up a part of Southern California?"),
+    ("What did Putin do in Chechnya?", "An answer. [1]", "who won that war?", "who won the war (Putin, Chechnya)?"),
 ])
-def test_a_pronoun_takes_the_antecedent_a_reader_would(previous, follow_up, written):
-    history = [{"role": "user", "content": previous}, {"role": "assistant", "content": "An answer. [1]"}]
+def test_a_pronoun_takes_the_antecedent_a_reader_would(previous, answer, follow_up, written):
+    history = [{"role": "user", "content": previous}, {"role": "assistant", "content": answer}]
     assert resolve_question(follow_up, history) == written
 
 

@@ -7,9 +7,12 @@ written out (bench/results/answers.md, follow-up chains). Regular expressions on
 1. "and how many NATO chiefs?" / "what about NATO chiefs?" (no verb of its own): the previous question's frame
    with the new phrase in place of the one it asked about;
 2. pronouns (he, his, they, it, ...): replaced by their antecedent, the person the previous answer named for a
-   "who" question, else the previous question's topic (its subject, else its first named entity);
+   "who" question that names no one ("Who was the first leader to call Bush?", not "Who is Angela Stent?"),
+   else the previous question's topic (its subject, else its first named entity); a pronoun with no antecedent
+   stays, and the previous question's words are added in parentheses;
 3. "that friendship": "the friendship", with the previous turn's names added in parentheses for retrieval
-   (the antecedent of a pronoun first, so that a pronoun in the turn after still finds it).
+   (the antecedent of a pronoun first, so that a pronoun in the turn after still finds it); a "that" after a
+   noun ("the areas that make up ...") starts a relative clause and stays.
 
 The previous question is the last user message of the history: callers that hand back the *resolved* question
 (Answer.resolved_question, as the chat does) keep chains of follow-ups resolved.
@@ -31,6 +34,9 @@ PERSONAL = {"he", "she", "him", "her", "his", "hers"}
 REFERRING = {"he", "she", "they", "him", "her", "them", "his", "their", "its", "it"}
 DEMONSTRATIVE = re.compile(r"\b(that|this|these|those)\s+(?!is\b|was\b|are\b|were\b|has\b|had\b|does\b|did\b)"
                            r"([a-z][a-z-]+)", re.I)
+POINTING_AFTER = frozenset("""of to by for with from in on at about into after before during since until over under
+and but or so what which who whom when where why how is are was were do does did has have had can could will would
+should may might must won made led began fought signed wrote built took gave got saw found""".split())
 AUX = "is|are|was|were|do|does|did|has|have|had|can|could|will|would|should|may|might|must"
 # capitalized words that start sentences and questions without naming anything
 STOP_CAPS = frozenset("""The A An In On At Of For By To From With And But Or What Which Who Whom Whose When Where
@@ -39,6 +45,7 @@ It Its He She They His Her Their I We You After Before During Since Until If The
 """.split())
 ENTITY = re.compile(r"(?:[A-Z][\w’'.&-]*|U\.S\.|U\.K\.)(?:\s+(?:of|the|de|von|van|and)?\s*(?:[A-Z][\w’'.&-]*|\d+\b))*")
 # words of a question that carry no topic: left out of the context added for an unresolved pronoun
+CONTEXT_WORDS = 4  # of the previous question, added for a pronoun left unresolved
 _QSTOP = frozenset("""a an the of in on at to for by with from and or but what which who whom whose when where why
 how is are was were do does did has have had can could will would should may might must this that these those
 it its he she they his her their there many much long""".split())
@@ -61,7 +68,7 @@ def resolve_question(question: str, history=None) -> str:
     about = WHAT_ABOUT.match(q)
     if about:
         return _swap_phrase(prev_q, about.group(1))
-    if not _has_verb(body) and not PRONOUN.search(body) and len(body.split()) <= 6:
+    if not _has_verb(body) and not PRONOUN.search(body) and not _demonstrative(body) and len(body.split()) <= 6:
         return _swap_frame(prev_q, body)
     out = body[:1].upper() + body[1:] if FOLLOW_START.match(q) else q
     used, unresolved = [], []
@@ -80,17 +87,17 @@ def resolve_question(question: str, history=None) -> str:
         return ante
 
     out = PRONOUN.sub(replace, out)
-    if unresolved or (out == q and not DEMONSTRATIVE.search(out)):
+    if unresolved or (out == q and not _demonstrative(out)):
         context = [w for w in re.findall(r"[A-Za-z][\w-]*", prev_q) if w.lower() not in _QSTOP
                    and w.lower() not in out.lower()]
         if context:
-            return out.rstrip(" ?") + " (" + " ".join(context[:4]) + ")?"
-    if DEMONSTRATIVE.search(out):
+            return out.rstrip(" ?") + " (" + " ".join(context[:CONTEXT_WORDS]) + ")?"
+    if _demonstrative(out):
         # the one a pronoun of the next turn would mean comes first: chains of follow-ups keep their subject
         first = antecedent(prev_q, prev_a, "he", body)
         names = [e for e in [first] + entities(prev_q) + entities(_strip_markers(prev_a))
                  if e and e.lower() not in out.lower()]
-        out = DEMONSTRATIVE.sub(lambda m: "the " + m.group(2), out)
+        out = DEMONSTRATIVE.sub(lambda m: "the " + m.group(2) if _points(out, m) else m.group(0), out)
         if names:
             out = out.rstrip(" ?") + " (" + ", ".join(dict.fromkeys(names[:3])) + ")?"
     return out
@@ -102,7 +109,7 @@ def is_followup(question: str) -> bool:
     q = question.strip()
     ws = re.findall(r"[a-z’']+", q.lower())
     return bool(FOLLOW_START.match(q) or WHAT_ABOUT.match(q) or any(w in REFERRING for w in ws)
-                or DEMONSTRATIVE.search(q) or len(ws) <= 2)
+                or _demonstrative(q) or len(ws) <= 2)
 
 
 def entities(text: str) -> list[str]:
@@ -147,11 +154,30 @@ def antecedent(previous_question: str, previous_answer: str, pronoun: str, follo
               and not any(e in x or x in e for x in q_ents)]
     who = re.match(r"^\s*(?:and\s+)?(who|whom|whose|which (?:person|leader|man|woman|president|king))\b",
                    previous_question, re.I)
-    if pronoun in PERSONAL and who and a_ents:
+    if pronoun in PERSONAL and who and a_ents and not _names_subject(previous_question, q_ents):
         return a_ents[0]
     if q_ents:
         return q_ents[0]
     return a_ents[0] if a_ents and pronoun in PERSONAL else ""
+
+
+def _names_subject(question: str, names: list[str]) -> bool:
+    """Does a "who" question name the one it is about ("Who is Angela Stent?", "Who did Putin meet?"), so that a
+    pronoun after it means that name rather than the person its answer names?"""
+    rest = re.sub(rf"^\s*(?:and\s+)?\w+\s+(?:{AUX})\s+", "", question, count=1, flags=re.I)
+    return rest != question and any(re.match(rf"{re.escape(n)}(\s*\??\s*$|\s+[a-z])", rest) for n in names)
+
+
+def _demonstrative(text: str) -> bool:
+    return any(_points(text, m) for m in DEMONSTRATIVE.finditer(text))
+
+
+def _points(text: str, m: re.Match) -> bool:
+    """Does "that X" at m point back ("how did that friendship end?") rather than start a relative clause ("the
+    areas that make up")? A pointing "that" opens the question or follows a preposition, an auxiliary, a
+    conjunction, a wh-word or a past-tense verb; after a noun it is relative."""
+    before = re.findall(r"[a-z’']+", text[:m.start()].lower())[-1:]
+    return not before or before[0] in POINTING_AFTER or before[0].endswith("ed")
 
 
 def _last(history, role: str) -> str:

@@ -73,8 +73,10 @@ _MARKUP = re.compile(r"<[^<>]{0,500}>")
 def markup_share(text: str) -> float:
     """The share of the text's visible characters that sit inside <tags>: prose has none, injected
     or leftover markup has most. A sentence that is mostly markup states nothing to cite."""
-    chars = sum(not c.isspace() for c in text)
-    tags = sum(sum(not c.isspace() for c in m.group(0)) for m in _MARKUP.finditer(text))
+    if "<" not in text:  # the answerer asks this of every candidate sentence: prose returns at once
+        return 0.0
+    chars = len("".join(text.split()))
+    tags = sum(len("".join(m.group(0).split())) for m in _MARKUP.finditer(text))
     return tags / chars if chars else 0.0
 
 

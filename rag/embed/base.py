@@ -24,6 +24,7 @@ class Backend:
 
     name = "base"
     late_chunking = True  # span vectors come from the chunk's own forward pass
+    pad_multiple = 1  # batches are padded to a multiple of this many tokens (see _batches)
 
     def __init__(self, model_path: str | os.PathLike, threads: int | None = None):
         self.model_path = Path(model_path)
@@ -86,7 +87,8 @@ class Backend:
         return self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
 
     def _batches(self, texts: Sequence[str], batch_size: int):
-        """Longest first, padded to the batch's longest text only (dynamic padding)."""
+        """Longest first, padded to the batch's longest text only (dynamic padding), rounded up to pad_multiple:
+        an engine that prepares its kernels per input shape (OpenVINO) then sees few shapes."""
         if not len(texts):
             return
         encodings = self.tokenize(texts)
@@ -94,7 +96,7 @@ class Backend:
         for s in range(0, len(order), batch_size):
             rows = order[s:s + batch_size]
             batch = [encodings[i] for i in rows]
-            length = len(batch[0].ids)
+            length = min(-(-len(batch[0].ids) // self.pad_multiple) * self.pad_multiple, self.max_seq_length)
             ids = np.zeros((len(batch), length), dtype=np.int64)
             mask = np.zeros((len(batch), length), dtype=np.int64)
             for k, e in enumerate(batch):

@@ -30,6 +30,7 @@ HOW = {
     "answers.md": "`.venv/bin/python bench/answers.py` (`--no-latency` skips the timing)",
     "answerability.md": "`.venv/bin/python bench/fit_answerability.py` (rewrites rag/answer/answerability.json; "
                         "`--dry-run` only reports)",
+    "probe_reading.md": "`.venv/bin/python bench/probe_reading.py` (tune data only, about 5 minutes)",
     "citations.md": "`.venv/bin/python bench/citations.py`",
     "calibration.md": "`.venv/bin/python bench/calibrate_support.py`",
 }

@@ -19,9 +19,9 @@ Usage:  python bench/probe_reading.py    (about 5 minutes; writes bench/results/
 
 from __future__ import annotations
 
-import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import fit_answerability as fa  # noqa: E402
 import qa_data  # noqa: E402
+from rag.answer import answerability as A  # noqa: E402
 from rag.answer.extractive import TUNING, select  # noqa: E402
-from rag.text import asked_words  # noqa: E402
 
-WORD = re.compile(r"\w+")
 TOP = 5
 SHIPPED = ["best", "coverage", "background"]
 AGGREGATES = {
@@ -45,20 +44,10 @@ AGGREGATES = {
 }
 
 
-def word_groups(question: str, offsets: np.ndarray, within=None) -> list[np.ndarray]:
-    """Per asked word, the indices of its tokens (as answerability.coverage groups them)."""
-    asked = set(asked_words(question))
-    keep = np.ones(len(offsets), bool) if within is None else within
-    groups = [np.flatnonzero(keep & (offsets[:, 0] >= m.start()) & (offsets[:, 1] <= m.end()))
-              for m in WORD.finditer(question) if m.group(0).lower() in asked]
-    return [g for g in groups if len(g)] or [np.flatnonzero(keep)]
-
-
 def per_word(question_tokens, sentence_tokens, question: str) -> np.ndarray:
-    """Coverage of each asked word by one sentence (sentence x word when stacked)."""
+    """Coverage of each asked word by one sentence, as the shipped coverage computes it."""
     q, offsets = question_tokens
-    closest = (q @ sentence_tokens[0].T).max(1)
-    return np.array([closest[g].mean() for g in word_groups(question, offsets)])
+    return A.word_coverage(q, A.asked_token_groups(question, offsets), sentence_tokens[0])
 
 
 def token_memo(embedder, items) -> dict:
@@ -93,7 +82,9 @@ def pair_readings(embedder, items) -> dict:
             hn = h / np.linalg.norm(h, axis=1, keepdims=True)
             question, qm, sm = keys[s + k][0], seq == 0, seq == 1
             closest = (hn @ hn[sm].T).max(1) if sm.any() else np.zeros(m)
-            groups = word_groups(question, np.asarray(e.offsets[:m]).reshape(-1, 2), qm)
+            in_question = np.flatnonzero(qm)  # the asked words' tokens, as positions of the joint pass
+            groups = [in_question[g] for g in A.asked_token_groups(
+                question, np.asarray(e.offsets[:m]).reshape(-1, 2)[in_question])]
             qv, sv = h[qm].mean(0), h[sm].mean(0) if sm.any() else h[qm].mean(0)
             out[keys[s + k]] = {"joint coverage": float(np.mean([closest[g].mean() for g in groups])),
                                 "halves cosine": float(qv @ sv / np.linalg.norm(qv) / np.linalg.norm(sv)),
@@ -148,21 +139,21 @@ def ranking_rows(items, memo) -> tuple[list, list]:
                 continue
             order = np.argsort(-it.scores, kind="stable")[:TOP]
             q = it.run.q.text.strip()
-            cover = np.array([per_word(memo[q], memo[it.candidates[i].text], q).mean() for i in order])
-            tops[name].append((it.scores[order], cover, it.holds[order]))
+            cover = {int(i): per_word(memo[q], memo[it.candidates[i].text], q).mean() for i in order}
+            tops[name].append((it, order, cover))
     rerank = []
     for lam in (0.0, 0.1, 0.3, 0.5, 1.0):
         cells = []
         for rows in tops.values():
-            firsts = [np.argsort(-(s + lam * c), kind="stable") for s, c, _ in rows]
-            cells.append(f"{np.mean([h[o[0]] for o, (_, _, h) in zip(firsts, rows)]):.3f} / "
-                         f"{np.mean([h[o[:2]].any() for o, (_, _, h) in zip(firsts, rows)]):.3f}")
+            firsts = [order[np.argsort(-(it.scores[order] + lam * np.array([cover[int(i)] for i in order])),
+                                       kind="stable")] for it, order, cover in rows]
+            cells.append(f"{np.mean([it.holds[o[0]] for o, (it, _, _) in zip(firsts, rows)]):.3f} / "
+                         f"{np.mean([it.holds[o[:2]].any() for o, (it, _, _) in zip(firsts, rows)]):.3f}")
         rerank.append([f"{lam:g}" + (" (shipped)" if lam == 0 else ""), *cells])
 
-    def chosen(s, c, margin, tau):
-        order = np.argsort(-s, kind="stable")
-        keep = [i for i in order[:TUNING.max_sentences] if s[i] >= s[order[0]] - margin]
-        return keep[:1] if tau is not None and c[keep[0]] >= tau else keep
+    def chosen(it, cover, margin, tau):
+        keep = select(it.candidates, it.scores, replace(TUNING, second_margin=margin))
+        return keep[:1] if tau is not None and cover[keep[0]] >= tau else keep
 
     selection = []
     for label, margin, tau in [("margin 0.20 (shipped)", 0.2, None), ("margin 0.15", 0.15, None),
@@ -171,8 +162,8 @@ def ranking_rows(items, memo) -> tuple[list, list]:
                                ("margin 0.20, one sentence at coverage >= 0.75", 0.2, 0.75)]:
         cells = []
         for rows in tops.values():
-            picks = [chosen(s, c, margin, tau) for s, c, _ in rows]
-            cells.append(f"{np.mean([h[p].any() for p, (_, _, h) in zip(picks, rows)]):.3f} / "
+            picks = [chosen(it, cover, margin, tau) for it, _, cover in rows]
+            cells.append(f"{np.mean([it.holds[p].any() for p, (it, _, _) in zip(picks, rows)]):.3f} / "
                          f"{np.mean([len(p) for p in picks]):.2f}")
         selection.append([label, *cells])
     return rerank, selection

@@ -8,10 +8,9 @@ import re
 import numpy as np
 
 import qa_data
-from rag.text import asked_words, stem, words
+from rag.text import WORD, asked_words, stem, words
 
 NEGATION = re.compile(r"\b(not|never|no|none|nothing|without|neither|nor|least|unable|cannot)\b|n['’]t\b", re.I)
-TOKEN = re.compile(r"\w+")
 
 
 def window(hit, start: int, end: int) -> str:
@@ -38,7 +37,7 @@ def add(items: dict, corpora: qa_data.Corpora) -> None:
     for it in (it for its in items.values() for it in its if len(it.candidates)):
         q, hits, cands = it.run.q.text.strip(), it.run.hits, it.candidates
         asked = [stem(w) for w in asked_words(q)]
-        tokens = TOKEN.findall(q)
+        tokens = WORD.findall(q)
         names = {stem(t.lower()) for t in tokens[1:] if t[:1].isupper() and stem(t.lower()) in asked}
         numbers = {t for t in tokens if any(ch.isdigit() for ch in t)}
         passage_words = {stem(w) for h in hits for w in words(f"{h.title} {h.text}")}

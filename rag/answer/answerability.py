@@ -20,12 +20,11 @@ from __future__ import annotations
 import functools
 import json
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 
-from ..text import asked_words
+from ..text import WORD, asked_words
 
 WEIGHTS = Path(__file__).with_name("answerability.json")
 
@@ -44,7 +43,6 @@ def sentence_probability(scores) -> np.ndarray:
 
 
 BACKGROUND_OF = 20  # the background is the median score of this many best sentences
-WORD = re.compile(r"\w+")
 
 
 def reads(name: str) -> bool:
@@ -75,19 +73,27 @@ def coverage(question: str, sentences: list[str], embedder, question_tokens=None
     if question_tokens is None:
         question_tokens, others = others[0], others[1:]
     q, offsets = question_tokens
-    asked = set(asked_words(question))
-    groups = []  # per asked word, its tokens in the question
-    for m in WORD.finditer(question):
-        idx = np.flatnonzero((offsets[:, 0] >= m.start()) & (offsets[:, 1] <= m.end()))
-        if m.group(0).lower() in asked and len(idx):
-            groups.append(idx)
-    groups = groups or [np.arange(len(q))]
+    groups = asked_token_groups(question, offsets)
     best = 0.0
     for vectors, _ in others:
         if len(vectors) and len(q):
-            closest = (q @ vectors.T).max(axis=1)
-            best = max(best, float(np.mean([closest[idx].mean() for idx in groups])))
+            best = max(best, float(word_coverage(q, groups, vectors).mean()))
     return best
+
+
+def asked_token_groups(question: str, offsets: np.ndarray) -> list[np.ndarray]:
+    """Per word the question asks about (text.asked_words), the indices of its tokens, from their (start, end)
+    character offsets; all the tokens as one group when no asked word has any."""
+    asked = set(asked_words(question))
+    groups = [np.flatnonzero((offsets[:, 0] >= m.start()) & (offsets[:, 1] <= m.end()))
+              for m in WORD.finditer(question) if m.group(0).lower() in asked]
+    return [g for g in groups if len(g)] or [np.arange(len(offsets))]
+
+
+def word_coverage(question_vectors: np.ndarray, groups: list[np.ndarray], sentence_vectors: np.ndarray) -> np.ndarray:
+    """Per group of question tokens, the mean cosine of its tokens to their closest sentence token."""
+    closest = (question_vectors @ sentence_vectors.T).max(axis=1)
+    return np.array([closest[g].mean() for g in groups])
 
 
 def confidence(values: dict[str, float]) -> float:

@@ -34,10 +34,11 @@ PERSONAL = {"he", "she", "him", "her", "his", "hers"}
 REFERRING = {"he", "she", "they", "him", "her", "them", "his", "their", "its", "it"}
 DEMONSTRATIVE = re.compile(r"\b(that|this|these|those)\s+(?!is\b|was\b|are\b|were\b|has\b|had\b|does\b|did\b)"
                            r"([a-z][a-z-]+)", re.I)
-POINTING_AFTER = frozenset("""of to by for with from in on at about into after before during since until over under
-and but or so what which who whom when where why how is are was were do does did has have had can could will would
-should may might must won made led began fought signed wrote built took gave got saw found""".split())
 AUX = "is|are|was|were|do|does|did|has|have|had|can|could|will|would|should|may|might|must"
+# words after which "that X" points back (prepositions, conjunctions, wh-words, auxiliaries, common past verbs)
+POINTING_AFTER = frozenset("""of to by for with from in on at about into after before during since until over under
+and but or so what which who whom when where why how won made led began fought signed wrote built took gave got
+saw found""".split()) | frozenset(AUX.split("|"))
 # capitalized words that start sentences and questions without naming anything
 STOP_CAPS = frozenset("""The A An In On At Of For By To From With And But Or What Which Who Whom Whose When Where
 Why How Is Are Was Were Do Does Did Has Have Had Can Could Will Would Should May Might Must This That These Those

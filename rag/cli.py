@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--quiet", "-q", action="store_true", default=None, help="no progress bars")
     common.add_argument("--json", action="store_true", help="machine-readable output")
 
+    one_kb = argparse.ArgumentParser(add_help=False)
+    one_kb.add_argument("--kb", help="the knowledge base (default: default; rag kb list)")
+    many_kbs = argparse.ArgumentParser(add_help=False)
+    many_kbs.add_argument("--kb", dest="kbs", action="append",
+                          help="knowledge base to search, repeatable: one ranking across them (RAG_KBS; default: default)")
+
     query = argparse.ArgumentParser(add_help=False)
     query.add_argument("--k", type=int, help="passages to retrieve (RAG_K, default 5)")
     query.add_argument("--mode", choices=MODES, help="retrieval mode (RAG_MODE)")
@@ -38,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rag", description="Question answering over your documents, with exact citations.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("index", parents=[common], help="index files and folders (default: corpus/)")
-    p.add_argument("paths", nargs="*", help="files or folders (default: corpus/)")
+    p = sub.add_parser("index", parents=[common, one_kb], help="index files and folders (default: the KB's corpus folder)")
+    p.add_argument("paths", nargs="*", help="files or folders (default: the KB's corpus folder, corpus/ for default)")
     p.add_argument("--password", action="append", dest="pdf_passwords", help="password for encrypted PDFs (repeatable)")
     p.add_argument("--no-prune", dest="prune", action="store_false", default=None,
                    help="keep documents whose files were deleted from an indexed folder")
@@ -53,12 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "ray://HOST:PORT, or nothing for one on this machine (RAG_RAY_ADDRESS; needs: pip install 'ray[data]')")
     p.add_argument("--ray-workers", type=int, help="embedding actors on the cluster (RAG_RAY_WORKERS; default: as work queues)")
 
-    sub.add_parser("status", parents=[common], help="what the index holds")
+    sub.add_parser("status", parents=[common, one_kb], help="what the index holds")
 
-    p = sub.add_parser("search", parents=[common, query], help="ranked passages for a query")
+    p = sub.add_parser("search", parents=[common, query, many_kbs], help="ranked passages for a query")
     p.add_argument("query")
 
-    p = sub.add_parser("ask", parents=[common, query], help="answer a question with cited sentences")
+    p = sub.add_parser("ask", parents=[common, query, many_kbs], help="answer a question with cited sentences")
     p.add_argument("question")
     p.add_argument("--min-confidence", type=float,
                    help="abstain below this confidence, 0 to 1 (RAG_MIN_CONFIDENCE)")
@@ -73,15 +79,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     users_file = argparse.ArgumentParser(add_help=False)
     users_file.add_argument("--auth-file", help="the users file (RAG_AUTH_FILE)")
+    users_file.add_argument("--index", dest="index_dir", help="the default index folder, where the KBs are listed "
+                                                               "(default: index/, RAG_INDEX_DIR)")
     p = sub.add_parser("user", help="who may log in to the chat: add, remove, list")
     users = p.add_subparsers(dest="action", required=True)
-    q = users.add_parser("add", parents=[users_file], help="add a user, or set a new password and role")
+    q = users.add_parser("add", parents=[users_file], help="add a user, or set a new password and roles")
     q.add_argument("name")
-    q.add_argument("--can-upload", action="store_true", help="may also add documents and re-index")
+    q.add_argument("--can-upload", action="store_true", help="may also add documents and re-index, in every KB")
+    q.add_argument("--kb", dest="grants", action="append", metavar="KB:ROLE",
+                   help="a role in one knowledge base (hr:ask, eng:upload), repeatable; then no other KB")
     q.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts) instead of asking")
     q = users.add_parser("remove", parents=[users_file], help="remove a user")
     q.add_argument("name")
-    users.add_parser("list", parents=[users_file], help="names and roles (never passwords)")
+    q = users.add_parser("grant", parents=[users_file], help="give a user a role in knowledge bases")
+    q.add_argument("name")
+    q.add_argument("--kb", dest="grant_kbs", action="append", required=True, help="knowledge base, repeatable")
+    q.add_argument("--role", choices=("ask", "upload"), default="ask", help="ask (default) or upload")
+    q = users.add_parser("revoke", parents=[users_file], help="take knowledge bases away from a user")
+    q.add_argument("name")
+    q.add_argument("--kb", dest="grant_kbs", action="append", required=True, help="knowledge base, repeatable")
+    users.add_parser("list", parents=[users_file], help="names and roles per knowledge base (never passwords)")
+
+    p = sub.add_parser("kb", help="knowledge bases: create, list, remove")
+    kbs = p.add_subparsers(dest="action", required=True)
+    q = kbs.add_parser("create", parents=[users_file], help="a new knowledge base with its own corpus folder and index")
+    q.add_argument("name")
+    q.add_argument("--corpus", dest="kb_corpus", help="its corpus folder (default: INDEX/kbs/NAME/corpus)")
+    q = kbs.add_parser("list", parents=[users_file], help="documents, chunks, size on disk and readers of each")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q = kbs.add_parser("remove", parents=[users_file], help="remove a knowledge base and its index (not its corpus)")
+    q.add_argument("name")
+    q.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parser
 
 
@@ -128,11 +156,20 @@ def _quiet_libraries(settings: Settings) -> None:
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
 
 
+def _kb_settings(args, settings: Settings) -> Settings:
+    """The settings of the KB named by --kb (its corpus and index folders), or the default KB's."""
+    if not args.kb:
+        return settings
+    from .kb import Library
+
+    return Library.open(settings).settings_for(args.kb)
+
+
 def cmd_index(args, settings: Settings) -> int:
     from .index import Index
 
     _quiet_libraries(settings)
-    index = Index.open(settings=settings)
+    index = Index.open(settings=_kb_settings(args, settings))
     progress, close = _progress(settings)
     try:
         if args.rebuild:
@@ -158,7 +195,7 @@ def cmd_index(args, settings: Settings) -> int:
 def cmd_status(args, settings: Settings) -> int:
     from .index import Index
 
-    status = Index.open(settings=settings, create=False).status()
+    status = Index.open(settings=_kb_settings(args, settings), create=False).status()
     if args.json:
         print(json.dumps(status, indent=2))
         return EXIT_OK
@@ -175,21 +212,28 @@ def cmd_status(args, settings: Settings) -> int:
 
 
 def _open_for_query(settings: Settings):
-    from .index import default_index
+    """The knowledge bases --kb names (settings.kbs), else the default one, as one Selection."""
+    from .kb import Library
 
     _quiet_libraries(settings)
-    return default_index(settings)
+    return Library.open(settings).select(settings.kbs)
+
+
+def _kb_label(kb: str, selection) -> str:
+    """A hit's KB, named when several are searched."""
+    return f"{kb}: " if len(selection.names) > 1 else ""
 
 
 def cmd_search(args, settings: Settings) -> int:
-    hits = _open_for_query(settings).search(args.query, settings.k, settings.mode)
+    selection = _open_for_query(settings)
+    hits = selection.search(args.query, settings.k, settings.mode)
     if args.json:
-        keys = ("doc_id", "source", "page", "start", "end", "score", "text")
+        keys = ("kb", "doc_id", "source", "page", "start", "end", "score", "text")
         print(json.dumps([{k: getattr(h, k) for k in keys} for h in hits], indent=2, ensure_ascii=False))
         return EXIT_OK
     for rank, h in enumerate(hits, 1):
         page = f" p.{h.page}" if h.page else ""
-        print(f"{rank}. {h.source}{page} chars {h.start}-{h.end}  score {h.score:.3f}  [{h.doc_id}]")
+        print(f"{rank}. {_kb_label(h.kb, selection)}{h.source}{page} chars {h.start}-{h.end}  score {h.score:.3f}  [{h.doc_id}]")
         print("   " + " ".join(h.text.split())[:300])
     return EXIT_OK
 
@@ -220,12 +264,12 @@ def cmd_ask(args, settings: Settings) -> int:
     for c in answer.citations:
         page = f" p.{c.page}" if c.page else ""
         read = " (OCR)" if c.ocr else ""
-        print(f"[{c.n}] {c.source}{page}{read} chars {c.start}-{c.end}: \"{c.text}\"")
+        print(f"[{c.n}] {_kb_label(c.kb, index)}{c.source}{page}{read} chars {c.start}-{c.end}: \"{c.text}\"")
     if answer.abstained and answer.passages:
         print("Related passages:")
         for h in answer.passages[:3]:
             page = f" p.{h.page}" if h.page else ""
-            print(f"  {h.source}{page} chars {h.start}-{h.end}: \"{' '.join(h.text.split())[:160]}...\"")
+            print(f"  {_kb_label(h.kb, index)}{h.source}{page} chars {h.start}-{h.end}: \"{' '.join(h.text.split())[:160]}...\"")
     return EXIT_OK
 
 
@@ -248,17 +292,59 @@ def cmd_user(args, settings: Settings) -> int:
         raise AccessError("which users file? pass --auth-file FILE or set RAG_AUTH_FILE")
     if args.action == "add":
         users.check_name(args.name)
-        replaced = users.add_user(path, args.name, _read_password(args.password_stdin), can_upload=args.can_upload)
-        role = "ask and add documents" if args.can_upload else "ask"
-        print(f"{'updated' if replaced else 'added'} {args.name} in {path}: may {role}")
+        kbs = _parse_grants(args.grants or [])
+        _check_kbs_exist(settings, list(kbs))
+        replaced = users.add_user(path, args.name, _read_password(args.password_stdin), can_upload=args.can_upload,
+                                  kbs=kbs)
+        print(f"{'updated' if replaced else 'added'} {args.name} in {path}: {_describe(users.read_users(path)[args.name])}")
     elif args.action == "remove":
         users.remove_user(path, args.name)
-        print(f"removed {args.name} from {path} (a chat already running refuses their next login; "
-              "restart it to end a session already open)")
+        print(f"removed {args.name} from {path}: a running server refuses their next request")
+    elif args.action in ("grant", "revoke"):
+        if args.action == "grant":
+            _check_kbs_exist(settings, args.grant_kbs)
+            user = users.grant(path, args.name, args.grant_kbs, args.role)
+        else:
+            user = users.revoke(path, args.name, args.grant_kbs)
+        print(f"{args.name} in {path}: {_describe(user)} (a running server applies it at the next request)")
     else:
         for user in users.read_users(path).values():
-            print(f"{user.name}\t{user.role}")
+            print(f"{user.name}\t{user.roles or '-'}")
     return EXIT_OK
+
+
+def _parse_grants(items: list[str]) -> dict:
+    """--kb hr:ask --kb eng:upload as {"hr": "ask", "eng": "upload"} (a bare KB means ask)."""
+    from .config import check_kb_name
+
+    grants = {}
+    for item in items:
+        kb, _, role = item.partition(":")
+        if role not in ("ask", "upload", ""):
+            raise AccessError(f"--kb {item}: the role after the colon is ask or upload")
+        grants[check_kb_name(kb)] = role or "ask"
+    return grants
+
+
+def _check_kbs_exist(settings: Settings, names) -> None:
+    from .kb import Library
+
+    known = Library.open(settings).names()
+    for name in names:
+        if name not in known:
+            raise AccessError(f"no knowledge base named {name!r} in {settings.index_dir}: create it first with "
+                              f"`rag kb create {name}` (rag kb list shows them)")
+
+
+def _describe(user) -> str:
+    """What a user may do, in words."""
+    if not user.grants:
+        return "may log in but read no knowledge base"
+    parts = []
+    for kb, role in sorted(user.grants.items(), key=lambda x: x[0] != "*"):
+        where = "every knowledge base" if kb == "*" else kb
+        parts.append(f"{where}: {'nothing' if role == 'none' else 'ask and add documents' if role == 'upload' else 'ask'}")
+    return "; ".join(parts)
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -280,8 +366,60 @@ def _read_password(from_stdin: bool) -> str:
     return password
 
 
+def cmd_kb(args, settings: Settings) -> int:
+    from .kb import Library
+
+    library = Library.open(settings)
+    if args.action == "create":
+        kb = library.create(args.name, args.kb_corpus)
+        print(f"created the knowledge base {kb.name}: put its documents in {kb.corpus_dir} and run "
+              f"`rag index --kb {kb.name}` (or add them in the chat); its index is {kb.index_dir}")
+        if settings.auth_file:
+            print(f"nobody may read it yet except users whose role covers every KB: `rag user grant NAME --kb {kb.name}`")
+    elif args.action == "list":
+        rows = [{**library.status(name), "readers": _readers(settings, name)} for name in library.names()]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return EXIT_OK
+        for r in rows:
+            print(f"{r['name']}\t{r['documents']} documents, {r['chunks']} chunks, {r['size_bytes'] / 1e6:.1f} MB\t"
+                  f"corpus {r['corpus']}\treaders: {', '.join(r['readers'])}")
+    else:
+        status = library.status(args.name)
+        if not args.yes:
+            _confirm(f"remove the knowledge base {args.name} and its index ({status['documents']} documents)? "
+                     f"Its corpus folder {status['corpus']} is kept. [y/N] ")
+        library.remove(args.name)
+        touched = users_forget(settings, args.name)
+        print(f"removed the knowledge base {args.name}; its documents stay in {status['corpus']}"
+              + (f"; its grants were taken from {', '.join(touched)}" if touched else ""))
+    return EXIT_OK
+
+
+def _readers(settings: Settings, kb: str) -> list[str]:
+    """Who may read a KB: everyone without logins, else the users whose grants reach it."""
+    if not settings.auth_file:
+        return ["everyone (no logins)"]
+    from .users import read_users
+
+    return [f"{u.name} ({u.role(kb)})" for u in read_users(settings.auth_file).values() if u.role(kb)] or ["nobody"]
+
+
+def users_forget(settings: Settings, kb: str) -> list[str]:
+    from .users import forget_kb
+
+    return forget_kb(settings.auth_file, kb) if settings.auth_file else []
+
+
+def _confirm(question: str) -> None:
+    if not sys.stdin.isatty():
+        raise RagError("not confirmed: there is no terminal to ask; pass --yes to confirm")
+    if input(question).strip().lower() not in ("y", "yes"):
+        raise RagError("nothing removed")
+
+
 COMMANDS = {"index": cmd_index, "status": cmd_status, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat,
-            "user": cmd_user}
+            "user": cmd_user, "kb": cmd_kb}
 
 if __name__ == "__main__":
     sys.exit(main())

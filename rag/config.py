@@ -17,6 +17,17 @@ EMBED_BACKENDS = ("auto", "openvino", "onnxruntime", "torch", "sentence-transfor
 EMBED_PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
+KB_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def check_kb_name(name: str) -> str:
+    """Knowledge base names are plain words: they appear in paths, URLs, model names (rag:hr) and the users file."""
+    if not KB_NAME.fullmatch(name or ""):
+        raise RagError(f"knowledge base name {name!r} is not usable: 1-64 lower-case letters, digits, - or _, "
+                       "starting with a letter or digit")
+    return name
+
+
 def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise RagError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -62,6 +73,7 @@ class Settings:
     llm_timeout: float = 60.0
     keep_unsupported: bool = False  # show generated sentences nothing supports, flagged, instead of dropping them
     verified_stream: bool = False  # stream only verified sentences instead of the model's raw tokens
+    kbs: list[str] = field(default_factory=list)  # knowledge bases asked and searched when none is named; [] = default
     auth_file: Path | None = None  # the chat's users (rag/users.py); None: no login, loopback only
     read_only: bool = False  # the chat's upload and re-index controls off for everyone
 
@@ -82,6 +94,7 @@ class Settings:
         self.index_dir, self.corpus_dir = Path(self.index_dir), Path(self.corpus_dir)
         self.auth_file = Path(self.auth_file) if self.auth_file else None
         self.pdf_passwords = list(self.pdf_passwords or [])
+        self.kbs = list(self.kbs or [])
         self.llm_url = (self.llm_url or "").strip()
         self.ray_address = (self.ray_address or "").strip()
         self.validate()
@@ -92,6 +105,8 @@ class Settings:
 
     def validate(self) -> None:
         check_mode(self.mode)
+        for name in self.kbs:
+            check_kb_name(name)
         if self.embed_backend not in EMBED_BACKENDS:
             raise RagError(f"embed_backend must be one of {', '.join(EMBED_BACKENDS)}, not {self.embed_backend!r}")
         if self.embed_precision not in EMBED_PRECISIONS:

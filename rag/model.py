@@ -91,6 +91,7 @@ class Hit:
     sentences: list[tuple[int, int]] = field(default_factory=list)  # absolute offsets
     title: str = ""
     ocr: bool = False  # its document's text was read by OCR
+    kb: str = ""  # the knowledge base it came from ("" for an Index outside a Library)
     # one normalized row per sentence, made when the chunk was embedded (the answerer scores with them)
     sentence_vectors: Any = field(default=None, repr=False, compare=False)
 
@@ -116,6 +117,13 @@ class Citation:
     score: float
     passage: int = 0  # index into Answer.passages of the passage the span lies in
     ocr: bool = False  # the cited text was read by OCR: quoted exactly as stored, but OCR may misread
+    kb: str = ""  # the knowledge base of the cited document
+
+    @classmethod
+    def in_passage(cls, hit: Hit, *, n: int, passage: int, start: int, end: int, text: str, score: float) -> "Citation":
+        """A span of the passage `hit` (Answer.passages[passage]): where it lies is the passage's document."""
+        return cls(n=n, source=hit.source, doc_id=hit.doc_id, page=hit.page, start=start, end=end, text=text,
+                   score=score, passage=passage, ocr=hit.ocr, kb=hit.kb)
 
 
 @dataclass(kw_only=True)

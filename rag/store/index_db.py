@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import IndexFormatError, IndexNotFoundError, RagError
-from .model import Hit
+from ..errors import IndexFormatError, IndexNotFoundError, RagError
+from ..model import Hit
 
 FORMAT_VERSION = 5  # 2: sentence vectors; 3: documents.ocr; 4: int8 vectors, chunk text only in documents; 5: both
 DB_NAME = "rag.sqlite"

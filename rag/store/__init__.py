@@ -1,0 +1,13 @@
+"""Stage 4, store: SQLite, and every SQL statement of the project.
+
+  index_db.py    one index folder's database: files, documents, chunks, vectors, keyword index
+  library_db.py  the installation's own records beside the indexes: knowledge bases, login sessions,
+                 API tokens, conversations and feedback
+"""
+
+from .index_db import (DB_NAME, FORMAT_VERSION, Store, _Transaction, fts_body, pack, unpack,
+                       unpack_rows)
+from .library_db import LibraryStore
+
+__all__ = ["DB_NAME", "FORMAT_VERSION", "LibraryStore", "Store", "_Transaction", "fts_body", "pack", "unpack",
+           "unpack_rows"]

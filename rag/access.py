@@ -2,7 +2,7 @@
 
 Without a users file there are no logins: the server listens on loopback only (whoever can run programs on this
 machine can read the corpora anyway) and everyone may read and add to every knowledge base. Anything wider
-(another address, a share link) needs a users file (`--auth-file`, RAG_AUTH_FILE), or --no-auth from someone who
+(another address) needs a users file (`--auth-file`, RAG_AUTH_FILE), or --no-auth from someone who
 means it. With a users file, each request is made by a `Principal`, resolved anew from the file (so `rag user
 grant/revoke/remove` applies at the next request): its grants say, per knowledge base, `ask` (read and ask),
 `upload` (also add documents and re-index) or nothing. An API token carries its user's rights or fewer.
@@ -116,21 +116,19 @@ class Access:
             return False
 
 
-def check_exposure(*, host: str, share: bool, access: Access, no_auth: bool) -> None:
-    """Refuse to publish the server without logins: beyond loopback, or a share link, needs users."""
+def check_exposure(*, host: str, access: Access, no_auth: bool) -> None:
+    """Refuse to publish the server without logins: beyond loopback needs users."""
     if no_auth and access.users is not None:
         raise AccessError("--no-auth and a users file (--auth-file, RAG_AUTH_FILE) contradict each other: drop one")
-    if access.users is not None or no_auth or (is_loopback(host) and not share):
+    if access.users is not None or no_auth or is_loopback(host):
         return
-    where = "a public --share link" if share else f"{host}, beyond this machine,"
     raise AccessError(
-        f"the server would be open on {where} with no login: add users with `rag user add NAME "
+        f"the server would be open on {host}, beyond this machine, with no login: add users with `rag user add NAME "
         "--auth-file users.txt [--can-upload]` and start with --auth-file users.txt (or RAG_AUTH_FILE), "
         "or pass --no-auth if everyone who can reach it may read and add documents"
     )
 
 
-def no_auth_warning(host: str, share: bool) -> str:
-    where = "a public share link" if share else host
-    return (f"warning: --no-auth: anyone who can reach {where} can read every indexed document and add files; "
+def no_auth_warning(host: str) -> str:
+    return (f"warning: --no-auth: anyone who can reach {host} can read every indexed document and add files; "
             "use --auth-file to require logins")

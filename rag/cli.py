@@ -69,13 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-confidence", type=float,
                    help="abstain below this confidence, 0 to 1 (RAG_MIN_CONFIDENCE)")
 
-    p = sub.add_parser("chat", parents=[common, query], help="open the chat window")
+    p = sub.add_parser("serve", aliases=["chat"], parents=[common, query],
+                       help="the chat window and the HTTP API, on one port (same as python ui.py)")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
-    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs --auth-file)")
+    p.add_argument("--share", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--auth-file", help="users who must log in (rag user add); needed beyond 127.0.0.1 (RAG_AUTH_FILE)")
     p.add_argument("--no-auth", action="store_true", help="no login even beyond 127.0.0.1")
-    p.add_argument("--read-only", action="store_true", default=None, help="no uploads or re-indexing from the page")
+    p.add_argument("--read-only", action="store_true", default=None, help="no uploads or re-indexing")
+    p.add_argument("--max-upload-mb", type=float, default=None, help="largest accepted upload (default 50)")
 
     users_file = argparse.ArgumentParser(add_help=False)
     users_file.add_argument("--auth-file", help="the users file (RAG_AUTH_FILE)")
@@ -274,10 +276,10 @@ def cmd_ask(args, settings: Settings) -> int:
 
 
 def cmd_chat(args, settings: Settings) -> int:
-    from .chat import main as chat_main
+    from .server import main as chat_main
 
     argv = []
-    for flag, value in (("--host", args.host), ("--port", args.port)):
+    for flag, value in (("--host", args.host), ("--port", args.port), ("--max-upload-mb", args.max_upload_mb)):
         if value is not None:
             argv += [flag, str(value)]
     argv += [flag for flag, on in (("--share", args.share), ("--no-auth", args.no_auth)) if on]
@@ -418,7 +420,7 @@ def _confirm(question: str) -> None:
         raise RagError("nothing removed")
 
 
-COMMANDS = {"index": cmd_index, "status": cmd_status, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat,
+COMMANDS = {"index": cmd_index, "status": cmd_status, "search": cmd_search, "ask": cmd_ask, "serve": cmd_chat, "chat": cmd_chat,
             "user": cmd_user, "kb": cmd_kb}
 
 if __name__ == "__main__":

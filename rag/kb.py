@@ -111,10 +111,11 @@ class Library:
         """The KB's open index. With build, an empty index is first filled from the KB's corpus folder."""
         return open_index(self.settings_for(name), kb=name, build=build)
 
-    def select(self, names=None) -> "Selection":
-        """Several KBs to search as one (names in the order given, each once); none: settings.kbs, else default."""
+    def select(self, names=None, build: bool = True) -> "Selection":
+        """Several KBs to search as one (names in the order given, each once); none: settings.kbs, else default.
+        With build, an empty one is first filled from its corpus (a server builds its KBs itself: build=False)."""
         names = list(dict.fromkeys([names] if isinstance(names, str) else names or self.settings.kbs or [DEFAULT_KB]))
-        return Selection({n: self.index(n) for n in names}, self.settings)
+        return Selection({n: self.index(n, build=build) for n in names}, self.settings)
 
     def status(self, name: str) -> dict:
         """{"name", "corpus", "index", "files", "documents", "pages", "chunks", "size_bytes"}."""

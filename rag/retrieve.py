@@ -2,9 +2,10 @@
 
 Pure functions over what they are given: shards (a FAISS index and a Store each, under a KB's name) and a
 query vector. `Index.search` (one index) and `Selection.search` (several knowledge bases, rag/kb.py) are the ways
-in; they supply those from the open indexes. Several shards make one ranking: their candidates are pooled
-before fusion (cosines share one scale; BM25 scores are comparable enough across collections of one kind),
-and with one shard this is exactly the search of that index alone.
+in; they supply those from the open indexes. Several shards make one ranking: their candidates are pooled before
+fusion. Cosines share one scale across shards; BM25 scores do not (each collection has its own idf: in a KB of a
+few chunks FTS5 gives every word almost none), so each shard's keyword scores are min-max scaled on their own
+first, and the dense side decides between shards. With one shard this is exactly the search of that index alone.
 """
 
 from __future__ import annotations
@@ -35,8 +36,12 @@ def search(*, shards: list[Shard], query: str, query_vector: np.ndarray | None, 
         ranked = [((n, i), score) for n, shard in enumerate(shards) for i, score in side(shard)]
         return sorted(ranked, key=lambda x: (-x[1], x[0]))[:fetch] if len(shards) > 1 else ranked
 
-    dense_side = lambda shard: dense(shard.faiss_index, query_vector, fetch)  # noqa: E731
-    bm25_side = lambda shard: bm25(shard.store, query, fetch, max_df)  # noqa: E731
+    def dense_side(shard):
+        return dense(shard.faiss_index, query_vector, fetch)
+
+    def bm25_side(shard):
+        ranked = bm25(shard.store, query, fetch, max_df)
+        return scaled(ranked) if len(shards) > 1 else ranked
     if mode == "dense":
         ranked = pooled(dense_side)
     elif mode == "bm25":
@@ -71,6 +76,14 @@ def dense(faiss_index, query_vector: np.ndarray, k: int) -> list[tuple[int, floa
 def bm25(store, query: str, k: int, max_df: int | None = None) -> list[tuple[int, float]]:
     """(chunk id, BM25 score), best first, over the query's content words (those in at most max_df chunks)."""
     return store.keyword_search(keywords(query), k, max_df)
+
+
+def scaled(ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Scores min-max scaled to [0, 1] (all equal: 1), order kept."""
+    if not ranked:
+        return ranked
+    low, high = min(s for _, s in ranked), max(s for _, s in ranked)
+    return [(i, (s - low) / (high - low) if high > low else 1.0) for i, s in ranked]
 
 
 def fuse(dense_hits, keyword_hits, method: str = "convex", alpha: float = 0.5, rrf_k: int = 60):

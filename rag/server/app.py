@@ -101,6 +101,8 @@ class Running:
         while not self.started.wait(0.1):
             if not self.thread.is_alive():
                 raise RuntimeError(f"the server could not start on {self.url} (is the port taken?)")
+        if self.port == 0:  # the port the system chose
+            self.port = self.server.servers[0].sockets[0].getsockname()[1]
         return self
 
     def stop(self) -> None:

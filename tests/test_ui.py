@@ -9,26 +9,15 @@ They are skipped, saying why, when /usr/bin/chromium is absent (make browser ins
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT, ask, serve_chat, shot, upload, wait_until_idle
 
 from rag import chat
 from rag.chat import render, uploads
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--disable-quic", "--no-first-run",
-]
-SHOTS = Path(os.environ.get("RAG_SCREENSHOT_DIR") or Path(tempfile.gettempdir()) / "rag-screenshots")
 
 PASSAGE = "Putin is a tactician. He’s outlasted five U.S. presidents & <b>eight</b> PMs. The end."
 CITED = "He’s outlasted five U.S. presidents & <b>eight</b> PMs."
@@ -173,23 +162,6 @@ def test_command_line_options(monkeypatch):
 # ---- the page in a browser ------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (make browser, or apt-get install chromium chromium-driver)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, embedder, browser):
     from rag import Settings
@@ -197,10 +169,8 @@ def served(tmp_path_factory, embedder, browser):
     root = tmp_path_factory.mktemp("ui")
     shutil.copytree(ROOT / "corpus", root / "corpus")
     settings = Settings.from_env(environ={}, index_dir=root / "index", corpus_dir=root / "corpus", quiet=True)
-    demo = chat.build_app(settings)
-    _, url, _ = chat.launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True)
-    yield url, demo.rag_app, root
-    demo.close()
+    with serve_chat(settings, ready=False) as server:  # the page shows the start-up indexing
+        yield server.url, server.app, root
 
 
 @pytest.fixture
@@ -212,46 +182,6 @@ def page(browser, served):
     wait_until_idle(page)
     yield page
     context.close()
-
-
-SLOW = 180_000  # upper bound for model loading, indexing and answering on a busy machine: not a speed check
-
-
-def wait_until_idle(page):
-    """The status line shows counts and no indexing job is running."""
-    page.wait_for_function(
-        """() => {
-            const s = document.querySelector('#rag-status .rag-status');
-            return s && s.querySelector('b') && !s.querySelector('.rag-spin');
-        }""",
-        timeout=SLOW,
-    )
-
-
-def shot(page, name):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name))
-
-
-def ask(page, question):
-    """Ask, wait until this question's answer is complete, and return its chat bubble."""
-    bots = page.locator('#rag-chat [data-testid="bot"]')
-    turn = page.locator('#rag-chat [data-testid="user"]').count() + 1
-    page.fill("#rag-question textarea", question)
-    page.press("#rag-question textarea", "Enter")
-    page.wait_for_function(
-        """(turn) => {
-            const panel = document.querySelector('#rag-sources .rag-latest');
-            if (panel && panel.dataset.turn === String(turn)) return true;
-            const bots = document.querySelectorAll('#rag-chat [data-testid="bot"]');
-            return bots.length === turn && bots[turn - 1].querySelector('.rag-error') !== null;
-        }""",
-        arg=turn,
-        timeout=SLOW,
-    )
-    bubble = bots.nth(turn - 1)
-    assert bubble.locator(".rag-error").count() == 0, bubble.inner_text()
-    return bubble
 
 
 def test_ask_see_marker_and_highlighted_sentence(page, served):
@@ -308,20 +238,6 @@ def test_a_low_confidence_answer_says_so(page):
     answer = ask(page, "Where was Putin born?")
     expect(answer.locator(".rag-low")).to_contain_text(re.compile(r"low confidence \(0\.\d\d\)"))
     shot(page, "low-confidence.png")
-
-
-def upload(page, files):
-    with page.expect_file_chooser() as chooser:
-        page.click("#rag-upload")
-    chooser.value.set_files([str(f) for f in files])
-    page.wait_for_function(  # this upload's report: it names every file
-        """(names) => {
-            const r = document.querySelector('#rag-upload-log .rag-report');
-            return r && names.every((n) => r.innerText.includes(n));
-        }""",
-        arg=[Path(f).name for f in files],
-        timeout=SLOW,
-    )
 
 
 def test_upload_a_file_then_ask_about_it_and_a_broken_pdf_is_reported(page, served, tmp_path):

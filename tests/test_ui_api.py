@@ -4,25 +4,18 @@ upload limits, and answers while an indexing job holds the writer's lock."""
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT, serve_chat
 
-from rag import chat
 from rag.chat import render
 
 QUESTION = "How many U.S. presidents has Putin outlasted?"
 UPLOAD_LIMIT_MB = 0.05  # 51 KB: small, so the limit itself can be tested
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +26,8 @@ def served(tmp_path_factory, embedder):
     root = tmp_path_factory.mktemp("ui-api")
     shutil.copytree(ROOT / "corpus", root / "corpus")
     settings = Settings.from_env(environ={}, index_dir=root / "index", corpus_dir=root / "corpus", quiet=True)
-    demo = chat.build_app(settings, max_upload_mb=UPLOAD_LIMIT_MB)
-    _, url, _ = chat.launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True)
-    app = demo.rag_app
-    assert app.wait_ready(), "the index never became ready"
-    assert not app.open_error, app.open_error
-    yield url, app
-    demo.close()
+    with serve_chat(settings, max_upload_mb=UPLOAD_LIMIT_MB) as server:
+        yield server.url, server.app
 
 
 @pytest.fixture(scope="module")
@@ -142,17 +130,69 @@ def test_only_files_inside_the_corpus_are_served(served):
     assert app.file_url("/etc/passwd") is None
     assert app.file_url("no-such-file.txt") is None
     assert r.headers["x-content-type-options"] == "nosniff"
-    for name, body in (("page.html", "<script>document.title = 'x'</script><p>A web page.</p>"),
-                       ("logo.svg", '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')):
-        active = app.corpus_dir / name  # its scripts must never run in the chat's origin
-        active.write_text(body, encoding="utf-8")
-        try:
-            served_file = httpx.get(url.rstrip("/") + "/" + app.file_url(name))
-            assert served_file.status_code == 200 and served_file.text == body
-            assert served_file.headers["content-security-policy"] == "sandbox", name
-        finally:
-            active.unlink()
-    assert "content-security-policy" not in r.headers  # plain files open as they are
+    assert "content-security-policy" not in r.headers  # plain text opens as it is
+
+
+ACTIVE = {"page.html": ("text/html", "<script>document.title = 'x'</script><p>A web page.</p>"),
+          "logo.svg": ("image/svg+xml", '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')}
+# gradio 6's routes that serve a path they are given: any file of the corpus could come out of them
+FILE_ROUTES = {"/svelte/{path:path}", "/static/{path:path}", "/assets/{path:path}",
+               "/gradio_api/proxy={url_path:path}", "/gradio_api/file={path_or_url:path}", "/gradio_api/file/{path:path}"}
+
+
+def gradio_routes(routes):
+    """(path, methods) of every route of a gradio app, inside its included routers too."""
+    for r in routes:
+        if hasattr(r, "original_router"):
+            yield from gradio_routes(r.original_router.routes)
+        else:
+            yield r.path, getattr(r, "methods", None) or set()
+
+
+def test_active_corpus_files_are_sandboxed_on_every_gradio_file_route(served):
+    """An HTML page or an SVG with a script, put into the corpus, asked for on every route gradio serves
+    files on, as GET, HEAD and a range: each answer that serves it carries the sandbox, so its scripts
+    never run in the chat's origin."""
+    import gradio as gr
+    import httpx
+    from gradio.routes import App
+
+    url, app = served
+    with gr.Blocks() as blank:
+        gr.Markdown("routes")
+    routes = dict(gradio_routes(App.create_app(blank).routes))
+    catch_all = {path for path in routes if ":path}" in path}
+    assert catch_all == FILE_ROUTES, "gradio's file routes changed: check each new one serves corpus files safely"
+    served_on = set()
+    try:
+        for name, (kind, body) in ACTIVE.items():
+            (app.corpus_dir / name).write_text(body, encoding="utf-8")
+            where = str((app.corpus_dir / name).resolve())
+            for route in sorted(FILE_ROUTES, key=lambda r: ("/file" not in r, r)):  # the ones that serve it first
+                link = url + route[: route.index("{")] + quote(where)
+                for method, headers in (("GET", {}), ("HEAD", {}), ("GET", {"Range": "bytes=0-15"})):
+                    if method not in routes[route]:
+                        continue
+                    r = httpx.request(method, link, headers=headers)
+                    if r.status_code in (200, 206):
+                        served_on.add(route)
+                        assert r.headers.get("content-security-policy") == "sandbox", (route, method, headers, r.headers)
+                        if method == "GET" and not headers:
+                            assert r.text == body and r.headers["content-type"].startswith(kind), (route, r.headers)
+                    assert r.headers["x-content-type-options"] == "nosniff", (route, method)
+    finally:
+        for name in ACTIVE:
+            (app.corpus_dir / name).unlink(missing_ok=True)
+    # the two file routes do serve them (so the checks above ran); gradio's own folders never do
+    assert served_on == {"/gradio_api/file={path_or_url:path}", "/gradio_api/file/{path:path}"}
+
+
+def test_the_page_itself_keeps_its_scripts(served):
+    import httpx
+
+    page = httpx.get(served[0] + "/")
+    assert page.status_code == 200 and "<script" in page.text
+    assert "content-security-policy" not in page.headers and page.headers["x-content-type-options"] == "nosniff"
 
 
 def test_upload_limit_is_enforced_by_the_server(served):

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from .errors import AccessError, KnowledgeBaseNotFoundError
 from .users import EVERY_KB, UserFile, role_in
 
-LOGIN_MESSAGE = "Log in with the name and password you were given: whoever runs this server adds users with <code>rag user add</code>."
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,7 +18,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from conftest import ROOT
-from helpers import gradio_event, gradio_upload, login, serve
+from helpers import gradio_event, gradio_upload, log_in as login, serve_chat
 from rag import Library, Settings
 from rag.users import add_user, grant, remove_user, revoke
 
@@ -41,8 +41,7 @@ def team(tmp_path_factory, embedder):
     library = Library.open(settings)
     for name, text in (("hr", HR), ("skunkworks", SECRET)):
         (library.create(name).corpus_dir / f"{name}-notes.txt").write_text(text)
-    with serve(settings) as server:
-        assert server.app.state.rag.chat.started.wait(600)
+    with serve_chat(settings) as server:
         yield server, users, root
 
 
@@ -91,7 +90,7 @@ def test_the_page_names_only_the_kbs_a_user_may_read(team):
 
 def test_file_links_follow_the_grants(team):
     server, _, _ = team
-    anonymous = httpx.get(server.url + "files/hr/hr-notes.txt")
+    anonymous = httpx.get(server.url + "/files/hr/hr-notes.txt")
     assert anonymous.status_code == 401
     rita = login(server.url, "rita", PASSWORDS["rita"])
     assert rita.get("files/hr/hr-notes.txt").text == HR
@@ -110,7 +109,7 @@ def test_uploads_go_only_where_the_user_may_add(team, tmp_path):
     for kb in ("skunkworks", "hr"):  # one she may not read, one she may only ask in
         ok, error = gradio_event(rita, "rag-upload", "upload", [gradio_upload(rita, [note]), kb])
         assert not ok, error
-    library = server.app.state.rag.library
+    library = server.app.library
     assert not (library.get("skunkworks").corpus_dir / note.name).exists()
     assert not (library.get("hr").corpus_dir / note.name).exists()
     uma = login(server.url, "uma", PASSWORDS["uma"])
@@ -148,7 +147,7 @@ def test_sessions_end_with_logout_removal_or_a_new_password(team):
     remove_user(users, "temp")
     assert third.get("files/hr/hr-notes.txt").status_code == 401
     assert third.get("config").status_code == 401
-    bad = httpx.post(server.url + "login", data={"username": "temp", "password": "temp-Secret-45"})
+    bad = httpx.post(server.url + "/login", data={"username": "temp", "password": "temp-Secret-45"})
     assert bad.status_code == 400 and bad.json() == {"detail": "Incorrect credentials."}
 
 
@@ -156,7 +155,7 @@ def test_without_a_login_only_the_login_page_answers(team):
     server, _, _ = team
     page = httpx.get(server.url, follow_redirects=False)
     assert page.status_code == 302 and page.headers["location"].startswith("login")
-    assert httpx.get(server.url + "login").status_code == 200
+    assert httpx.get(server.url + "/login").status_code == 200
     for path in ("config", "gradio_api/info", "files/default/putin-diplomacy.txt"):
         assert httpx.get(server.url + path).status_code == 401, path
     with pytest.raises(Exception):

@@ -45,7 +45,7 @@ def build(settings: Settings, *, access: Access | None = None, max_upload_mb: fl
     app = fastapi.FastAPI(title="rag", summary="Answers from your documents, every claim cited to its exact span",
                           docs_url="/docs", redoc_url=None)
     app.state.rag = Server(settings=settings, library=library, access=access, auth=auth, chat=chat)
-    app.add_middleware(SafeFiles)
+    app.add_middleware(SafeFiles, pages=("/", "/login", "/docs"))  # our own pages run their scripts
     if access.logins:
         app.add_middleware(LoginRedirect, auth=auth)
         app.add_middleware(LoginThrottle)  # outermost: every login attempt waits what its sender has earned

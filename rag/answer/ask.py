@@ -10,6 +10,7 @@ from ..config import Settings
 from ..errors import LLMError, RagError
 from ..index import Index, default_index
 from ..model import Answer
+from ..pages.locate import locate
 from .extractive import TUNING, Tuning, extract
 from .followup import resolve_question
 
@@ -57,6 +58,9 @@ def ask(question: str, index: Index | None = None, history=None, settings: Setti
             except LLMError as e:
                 answer.note = f"answered extractively: the language model failed ({e})"
             timings["generate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    locate(answer, index.store, settings.pdf_passwords)  # the citations' boxes on their PDF pages and scans
+    timings["locate"] = time.perf_counter() - t
     answer.timings = {**timings, "total": sum(timings.values())}
     answer.resolved_question = resolved
     return answer

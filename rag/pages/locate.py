@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model import Answer
-from .align import align
+from .align import align, normalized
 from .words import span_boxes
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 LAYOUTS = 64  # pages whose characters, boxes and alignment are kept (~100 KB each for a dense page)
 GAP = 2  # a line's cited characters separated by more than this many uncited ones get a rectangle each
 Box = tuple[float, float, float, float]
+_LINE_END_HYPHEN = re.compile("[-\u2010]\\s*\n\\s*|\x02")
 
 
 @dataclass(kw_only=True)
@@ -235,3 +237,16 @@ def text_in(page, boxes: list[Box]) -> str:
         return "\n".join(parts)
     finally:
         textpage.close()
+
+
+def held(sentence: str, read_back: str) -> tuple[bool, int]:
+    """Does `read_back` (text_in of a citation's boxes) contain `sentence`, whitespace and hyphenation aside,
+    and how many characters more does it have?"""
+    a, b = _squashed(sentence), _squashed(read_back)
+    return a in b, len(b) - len(a)
+
+
+def _squashed(text: str) -> str:
+    """The text without whitespace, soft hyphens or the hyphens of words broken at a line end (pdfium drops
+    or marks those: "at\\r\\ntribution", "Computa\\x02tional")."""
+    return normalized(_LINE_END_HYPHEN.sub("", text))[0]

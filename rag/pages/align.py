@@ -20,7 +20,8 @@ import numpy as np
 # dropped from both sides: soft hyphens, byte-order marks, zero widths
 INVISIBLE = {"\xad", "\ufeff", "\ufffe", "\u200b", "\u200c", "\u200d", "\u2060"}
 ISLAND = 3  # matched runs shorter than this between differing regions are chance, not text
-SEARCHED = re.compile(r"\w{3,}|\w*\d\w*")  # unmatched words worth looking for elsewhere: no "a", "of", "is"
+# unmatched words worth looking for elsewhere: numbers ("55.9", "1,024"), words of 3 letters or more
+SEARCHED = re.compile(r"\d[\d.,:/-]*\d|\w*\d\w*|\w{3,}")
 
 
 def normalized(text: str) -> tuple[str, np.ndarray]:

@@ -95,27 +95,29 @@ def text_boxes(layout: PageLayout, mapped: np.ndarray, start: int, end: int) -> 
     if not len(cited):
         return []
     solid = np.cumsum([not c.isspace() for c in layout.chars])  # non-space characters up to each index
-    rects, run = [], [cited[0]]
+    out, box, across = [], layout.boxes[cited[0]].copy(), None
     for prev, j in zip(cited, cited[1:]):
-        if layout.lines[j] != layout.lines[prev] or solid[j] - solid[prev] - 1 > GAP \
-                or not _in_line(layout.boxes[prev], layout.boxes[j]):
-            rects.append(run)
-            run = []
-        run.append(j)
-    rects.append(run)
-    out = []
-    for run in rects:
-        b = layout.boxes[run]
-        out.append((b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()))
+        b = layout.boxes[j]
+        if layout.lines[j] == layout.lines[prev] and solid[j] - solid[prev] - 1 <= GAP and _in_line(box, b, across):
+            if across is None:  # the line's direction, from its first two characters
+                across = abs(b[0] + b[2] - box[0] - box[2]) >= abs(b[1] + b[3] - box[1] - box[3])
+            box = np.concatenate([np.minimum(box[:2], b[:2]), np.maximum(box[2:], b[2:])])
+        else:
+            out.append(box)
+            box, across = b.copy(), None
+    out.append(box)
     return [tuple(round(float(v), 2) for v in r) for r in out]
 
 
-def _in_line(a: np.ndarray, b: np.ndarray) -> bool:
-    """Do two characters' boxes overlap by half the smaller one across (vertical text: along) the line? A
-    hyphenated line end is no line break in pdfium's text."""
-    for low, high in ((1, 3), (0, 2)):
-        overlap = min(a[high], b[high]) - max(a[low], b[low])
-        if overlap >= 0.5 * min(a[high] - a[low], b[high] - b[low]):
+def _in_line(line: np.ndarray, box: np.ndarray, across: bool | None) -> bool:
+    """Does a character's box continue `line` (the box of its characters so far, running across the page or,
+    across=False, down it; None: not known yet)? Its centre must lie within the line's band, widened by a
+    quarter: a comma sits low, and a hyphenated line end is no line break in pdfium's text."""
+    for low, high, axis_across in ((1, 3, True), (0, 2, False)):
+        if across is not None and across != axis_across:
+            continue
+        slack = (line[high] - line[low]) / 4
+        if line[low] - slack <= (box[low] + box[high]) / 2 <= line[high] + slack:
             return True
     return False
 

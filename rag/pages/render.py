@@ -45,7 +45,8 @@ def render(data: bytes, page: int | None, boxes, *, width: float = 0.0, zoom: fl
     draw = ImageDraw.Draw(image)
     for left, top, right, bottom in boxes or ():  # each line tinted where it is, not the whole page composited
         area = (max(0, round((left - PAD - x0) * scale)), max(0, round((top - PAD - y0) * scale)),
-                min(image.width, round((right + PAD - x0) * scale)), min(image.height, round((bottom + PAD - y0) * scale)))
+                min(image.width, round((right + PAD - x0) * scale)),
+                min(image.height, round((bottom + PAD - y0) * scale)))
         if area[0] >= area[2] or area[1] >= area[3]:
             continue
         part = image.crop(area)

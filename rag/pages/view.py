@@ -60,8 +60,8 @@ def page_view(citation: Citation, *, position: tuple[int, int] = (1, 1), image_u
     head = (f'<header><span class="where">[{c.n}] {where} &middot; citation {position[0]} of {position[1]}</span>'
             f'{nav}')
     if image_url:
-        head += ('<button type="button" data-zoom="0.8" aria-label="zoom out">&minus;</button><span id="zoom">100%</span>'
-                 '<button type="button" data-zoom="1.25" aria-label="zoom in">+</button>')
+        head += ('<button type="button" data-zoom="0.8" aria-label="zoom out">&minus;</button>'
+                 '<span id="zoom">100%</span><button type="button" data-zoom="1.25" aria-label="zoom in">+</button>')
     if to_file:
         head += f'<a href="{escape(to_file, quote=True)}" target="_blank" rel="noopener">open the whole file</a>'
     head += "</header>"

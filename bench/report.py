@@ -32,6 +32,7 @@ HOW = {
                         "`--dry-run` only reports)",
     "probe_reading.md": "`.venv/bin/python bench/probe_reading.py` (tune data only, about 5 minutes)",
     "citations.md": "`.venv/bin/python bench/citations.py`",
+    "pages.md": "`.venv/bin/python bench/suites/pages.py`",
     "calibration.md": "`.venv/bin/python bench/calibrate_support.py`",
 }
 

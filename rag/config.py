@@ -76,6 +76,10 @@ class Settings:
     kbs: list[str] = field(default_factory=list)  # knowledge bases asked and searched when none is named; [] = default
     auth_file: Path | None = None  # the chat's users (rag/users.py); None: no login, loopback only
     read_only: bool = False  # the chat's upload and re-index controls off for everyone
+    # cited pages drawn with their lines highlighted (rag/pages/render.py), kept on disk up to page_cache_mb;
+    # None: $XDG_CACHE_HOME/rag/pages, else ~/.cache/rag/pages
+    page_cache_dir: Path | None = None
+    page_cache_mb: int = 200
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Settings":
@@ -93,6 +97,7 @@ class Settings:
         """Every way of making Settings (from_env, replace, the constructor) ends here: coerced, checked."""
         self.index_dir, self.corpus_dir = Path(self.index_dir), Path(self.corpus_dir)
         self.auth_file = Path(self.auth_file) if self.auth_file else None
+        self.page_cache_dir = Path(self.page_cache_dir) if self.page_cache_dir else None
         self.pdf_passwords = list(self.pdf_passwords or [])
         self.kbs = list(self.kbs or [])
         self.llm_url = (self.llm_url or "").strip()
@@ -119,7 +124,8 @@ class Settings:
             raise RagError(f"chunk_tokens must be at least 16, not {self.chunk_tokens}")
         if not 0 <= self.overlap_tokens < self.chunk_tokens:
             raise RagError("overlap_tokens must be between 0 and chunk_tokens")
-        for name in ("k", "batch_size", "candidates", "ivf_threshold", "ivf_nprobe", "keyword_max_df", "gpu_batch_size"):
+        for name in ("k", "batch_size", "candidates", "ivf_threshold", "ivf_nprobe", "keyword_max_df", "gpu_batch_size",
+                     "page_cache_mb"):
             if getattr(self, name) < 1:
                 raise RagError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not 72 <= self.ocr_dpi <= 1200:

@@ -250,6 +250,10 @@ class Index:
                                mode=mode, fusion=s.fusion, alpha=s.alpha, candidates=s.candidates,
                                max_df=s.keyword_max_df)
 
+    def store_of(self, kb: str) -> Store:
+        """The store its hits' chunk ids belong to (there is one; a Selection has one per KB)."""
+        return self.store
+
     def shard(self, mode: str) -> retrieve.Shard:
         """What retrieval reads of this index: the vector index (not for bm25) and the store, under its KB's name."""
         return retrieve.Shard(kb=self.kb, faiss_index=self.faiss() if mode != "bm25" else None, store=self.store)

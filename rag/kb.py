@@ -155,6 +155,10 @@ class Selection:
     def embed_question(self, question: str):
         return self.embedder_index.embed_question(question)
 
+    def store_of(self, kb: str):
+        """The store of one of its KBs: where a hit's chunk id (hit.kb, hit.chunk_id) belongs."""
+        return self.indexes[kb].store
+
     def search(self, query: str, k: int | None = None, mode: str | None = None,
                query_vector: np.ndarray | None = None, settings: Settings | None = None) -> list[Hit]:
         """The top-k chunks across the KBs (see Index.search; settings for k, mode and fusion)."""

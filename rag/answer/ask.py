@@ -11,6 +11,7 @@ from ..errors import LLMError, RagError
 from ..index import Index
 from ..kb import Library, Selection
 from ..model import Answer
+from ..pages.locate import locate
 from .extractive import TUNING, Tuning, extract
 from .followup import resolve_question
 
@@ -65,6 +66,9 @@ def ask(question: str, index: Index | Selection | None = None, history=None, set
             except LLMError as e:
                 answer.note = f"answered extractively: the language model failed ({e})"
             timings["generate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    locate(answer, index.store_of, settings.pdf_passwords)  # the citations' boxes on their PDF pages and scans
+    timings["locate"] = time.perf_counter() - t
     answer.timings = {**timings, "total": sum(timings.values())}
     answer.resolved_question = resolved
     return answer

@@ -15,7 +15,7 @@ import shutil
 import httpx
 import pytest
 from gradio_client import Client
-from gradio_client.exceptions import AppError
+from gradio_client.exceptions import AppError, AuthenticationError
 
 from conftest import ROOT
 from helpers import gradio_event, gradio_upload, log_in as login, serve_chat
@@ -157,6 +157,6 @@ def test_without_a_login_only_the_login_page_answers(team):
     assert page.status_code == 302 and page.headers["location"].startswith("login")
     assert httpx.get(server.url + "/login").status_code == 200
     for path in ("config", "gradio_api/info", "files/default/putin-diplomacy.txt"):
-        assert httpx.get(server.url + path).status_code == 401, path
-    with pytest.raises(Exception):
+        assert httpx.get(f"{server.url}/{path}").status_code == 401, path
+    with pytest.raises(AuthenticationError):
         Client(server.url, verbose=False).predict("How many U.S. presidents has Putin outlasted?", api_name="/ask")

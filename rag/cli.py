@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth-file", help="users who must log in (rag user add); needed beyond 127.0.0.1 (RAG_AUTH_FILE)")
     p.add_argument("--no-auth", action="store_true", help="no login even beyond 127.0.0.1")
     p.add_argument("--read-only", action="store_true", default=None, help="no uploads or re-indexing from the page")
+    p.add_argument("--max-upload-mb", type=float, help="largest accepted upload, in MB (default 50)")
 
     users_file = argparse.ArgumentParser(add_help=False)
     users_file.add_argument("--auth-file", help="the users file (RAG_AUTH_FILE)")
@@ -233,7 +234,7 @@ def cmd_chat(args, settings: Settings) -> int:
     from .chat import main as chat_main
 
     argv = []
-    for flag, value in (("--host", args.host), ("--port", args.port)):
+    for flag, value in (("--host", args.host), ("--port", args.port), ("--max-upload-mb", args.max_upload_mb)):
         if value is not None:
             argv += [flag, str(value)]
     argv += [flag for flag, on in (("--share", args.share), ("--no-auth", args.no_auth)) if on]

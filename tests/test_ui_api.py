@@ -3,14 +3,17 @@ upload limits, and answers while an indexing job holds the writer's lock."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from helpers import ROOT, serve_chat
+from helpers import ROOT, free_port, serve_chat
 
 from rag.chat import render
 
@@ -208,6 +211,33 @@ def test_upload_limit_is_enforced_by_the_server(served):
     big = b"x" * int(UPLOAD_LIMIT_MB * 1024 * 1024 * 2)
     r = httpx.post(route, files={"files": ("big.txt", big, "text/plain")})
     assert r.status_code >= 400, r.text[:200]
+
+
+def test_rag_chat_passes_max_upload_mb_to_the_server(tmp_path):
+    """`rag chat --max-upload-mb N` (the README's flag) caps gradio's upload route as `python ui.py` does."""
+    import httpx
+
+    (tmp_path / "corpus").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "GRADIO_"))} | {"PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "chat", "--max-upload-mb", str(UPLOAD_LIMIT_MB), "--port", str(free_port()),
+         "--index", str(tmp_path / "index"), "--corpus", str(tmp_path / "corpus")],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        said = []
+        for line in server.stdout:  # until the server says where it listens, or the command ends
+            said.append(line)
+            if line.startswith("serving http"):
+                break
+        assert said[-1].startswith("serving http"), "".join(said)
+        route = said[-1].split()[1].rstrip("/") + "/gradio_api/upload"
+        small = httpx.post(route, files={"files": ("small.txt", b"a few words", "text/plain")})
+        assert small.status_code == 200, small.text[:200]
+        big = httpx.post(route, files={"files": ("big.txt", b"x" * int(UPLOAD_LIMIT_MB * 1024 * 1024 * 2), "text/plain")})
+        assert big.status_code >= 400, big.text[:200]
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_upload_handler_rejects_bad_types_and_sizes_and_keeps_the_index(served, tmp_path):

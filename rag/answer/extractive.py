@@ -21,8 +21,8 @@ from . import answerability
 @dataclass(kw_only=True)
 class Tuning:
     """The extractive answerer's knobs, chosen on XQuAD articles 0-23: the scoring weights by the grid search of
-    bench/answers.py --tune before issue 11 (its report: bench/results/answers.md as of commit 927f02f), the
-    selection (the fewest cited sentences that keep XQuAD's goals) by bench/fit_answerability.py, which
+    bench/suites/answers.py --tune before issue 11 (its report: bench/results/answers.md as of commit 927f02f), the
+    selection (the fewest cited sentences that keep XQuAD's goals) by bench/fit/fit_answerability.py, which
     writes it to answerability.json as well."""
 
     lexical_weight: float = 0.5  # weight of the idf-weighted question-word overlap beside embedding similarity

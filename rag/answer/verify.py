@@ -19,7 +19,7 @@ from ..text import content_tokens, is_instruction, numbers_in
 from .reply import join_sentences, reply_sentences, with_markers
 
 # ---------------------------------------------------------------------------------------------------
-# Support thresholds. Calibrated on XQuAD-en by bench/calibrate_support.py (see its docstring and
+# Support thresholds. Calibrated on XQuAD-en by bench/fit/calibrate_support.py (see its docstring and
 # bench/results/calibration.md): claims made of question + gold answer against the gold paragraph
 # (positives) versus the same claims against the most similar other paragraph of the same article,
 # a paragraph of another article, and the gold paragraph with the answer swapped for a wrong one.

@@ -68,7 +68,7 @@ def build(settings: Settings, *, access: Access | None = None, max_upload_mb: fl
 
 
 class Running:
-    """A server running in a thread of this process (the CLI blocks in `run`; tests use `start`)."""
+    """The server running in a thread of this process (`rag serve` waits on it; tests stop it)."""
 
     def __init__(self, app, host: str, port: int):
         import uvicorn
@@ -91,9 +91,6 @@ class Running:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
-
-    def run(self) -> None:
-        self.server.run()
 
     def start(self) -> "Running":
         self.thread = threading.Thread(target=self.server.run, name="rag-server", daemon=True)

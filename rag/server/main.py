@@ -56,8 +56,16 @@ def main(argv=None, settings=None) -> int:
     from .app import Running, build
 
     app = build(settings, access=access, max_upload_mb=args.max_upload_mb)
-    running = Running(app, args.host, args.port)
-    print(f"serving {running.url} (the chat; the API under /v1, its reference at /docs); knowledge bases listed in "
-          f"{settings.index_dir}; indexing progress is shown on the page", file=sys.stderr)
-    running.run()
+    try:
+        running = Running(app, args.host, args.port).start()
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"serving {running.url} (the chat; the API under /v1, its reference at /docs); knowledge bases listed "
+          f"in {settings.index_dir}; indexing progress is shown on the page", file=sys.stderr, flush=True)
+    try:
+        running.thread.join()
+    except KeyboardInterrupt:
+        print("stopping", file=sys.stderr)
+        running.stop()
     return 0

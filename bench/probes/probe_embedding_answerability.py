@@ -17,7 +17,7 @@ answer removed 0.935 vs 0.817, off-topic 0.994 vs 0.977, everyday/one-article 0.
 score's weight unpenalised 0.574 / 0.929 / 0.994 / 0.957. A negative result: the shipped one-feature model stays,
 and the report split was never scored.
 
-Usage:  python bench/probe_embedding_answerability.py [--top3] [--free-best] [--grid] [--report]
+Usage:  python bench/probes/probe_embedding_answerability.py [--top3] [--free-best] [--grid] [--report]
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fit_answerability as fa  # noqa: E402
-import qa_data  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: rag and bench.*
+from bench.fit import fit_answerability as fa  # noqa: E402
+from bench.lib import qa_data  # noqa: E402
+from bench.lib.common import CACHE  # noqa: E402
 from rag.answer.extractive import TUNING, select  # noqa: E402
 
-FEATURES_CACHE = Path(__file__).resolve().parent / ".cache" / "probe_embedding_answerability.pkl"
+FEATURES_CACHE = CACHE / "probe_embedding_answerability.pkl"
 L2_GRID = (1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0)
 GAIN = 0.02
 

@@ -12,7 +12,7 @@ The collection is synthetic, built to have the statistics that matter here:
 It is written through Index.add_precomputed (the bulk path), so the text, keyword index and vectors
 take the space and time they would take for real data of these sizes.
 
-Usage:  .venv/bin/python bench/scale.py [--sizes 100000,300000,1000000] [--queries 200]
+Usage:  .venv/bin/python bench/suites/scale.py [--sizes 100000,300000,1000000] [--queries 200]
 Builds are cached in bench/.cache/scale-*/ (delete them to rebuild).
 """
 
@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CACHE, CORPUS, ROOT, machine_info, percentile, table, write_result  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: rag and bench.*
+from bench.lib.common import CACHE, CORPUS, ROOT, machine_info, percentile, table, write_result  # noqa: E402
 
 from rag import Index, Settings  # noqa: E402
 from rag.chunk import CHUNKER_VERSION  # noqa: E402
@@ -435,7 +435,7 @@ How the choices were made (each measured on this kind of data while choosing; th
   SQLite 3.40 supports for contentless tables through the 'delete' command), the embed-hash index 39. SQLite page
   size 64 KiB: 4,908 bytes a chunk against 5,170 at 16 KiB and 5,766 at 4 KiB (rows of 2-4 KB left a page half empty).
   Vectors as int8 with a float32 scale per row: 388 bytes against 768 as float16 and 1,536 as float32; cosine error
-  below 2e-3 (tests/test_scale.py). Answer quality on XQuAD (bench/answers.py, run the same way on format 2 and
+  below 2e-3 (tests/test_scale.py). Answer quality on XQuAD (bench/suites/answers.py, run the same way on format 2 and
   on format 4 the same day): answer in citation 90.9% -> 90.9% on the report split, 92.0% -> 92.0% on all 48
   articles, 93.0% -> 93.0% on the tune split; abstention on unanswerable questions 93.2% -> 93.2%; only the top-1
   chunk baseline moved (93.2% -> 93.4% on the report split), from the int8 chunk vectors' tiny change in ranking.
@@ -492,8 +492,8 @@ def main(argv=None) -> int:
                     "chunks added by Index.add", "files deleted"], add_rows)
     ann_table = table(["chunks", "index", "build wall / CPU s", "query CPU p50 ms", "p95", "recall@10 vs exact",
                        "size MiB"], ann_rows)
-    text = (f"## Scale: a million chunks on one machine (bench/scale.py)\n\n{header}"
-            f"- Data: see the docstring of bench/scale.py (synthetic Zipf text and vectors anchored on real model vectors, "
+    text = (f"## Scale: a million chunks on one machine (bench/suites/scale.py)\n\n{header}"
+            f"- Data: see the docstring of bench/suites/scale.py (synthetic Zipf text and vectors anchored on real model vectors, "
             f"plus the 240 real XQuAD paragraphs); {args.queries} real XQuAD questions as queries. Latencies are "
             f"Index.search with the query vector given (the question's embedding is the extra column), in a separate "
             f"serving process (OMP_NUM_THREADS=1), k=5, wall clock on the shared machine, and CPU time of the serving process (the steadier figure). "
@@ -512,7 +512,7 @@ def add_only(size: int) -> int:
     """Index.add of real text into the cached index of `size` chunks, end to end with the default backend."""
     path = CACHE / f"scale-{size}-f{FORMAT_VERSION}"
     if not (path / ".complete").exists():
-        raise SystemExit(f"no cached index of {size:,} chunks in {path}: run bench/scale.py --sizes {size} first")
+        raise SystemExit(f"no cached index of {size:,} chunks in {path}: run bench/suites/scale.py --sizes {size} first")
     header, real = machine_info(), real_texts()
     probe = Index.open(CACHE / "scale-probe", settings(CACHE / "scale-probe"))
     anchors, _ = anchors_and_queries(probe, *real)
@@ -524,8 +524,8 @@ def add_only(size: int) -> int:
     rows = [[f"{n:,}", str(i + 1), f"{r['precomputed'][0]:.1f} ({r['precomputed'][1]:,})",
              f"{r['add'][0]:.1f} ({r['add'][1]:,})", f"{r['add'][1] / r['add'][0]:.0f}", f"{r['delete'][0]:.1f}"]
             for i, r in enumerate(runs)]
-    text = (f"## Scale: adding to a big index end to end (bench/scale.py --add-only {size})\n\n{header}"
-            f"- The cached index of bench/scale.py ({n:,} chunks). Each round: 1,000 synthetic chunks through "
+    text = (f"## Scale: adding to a big index end to end (bench/suites/scale.py --add-only {size})\n\n{header}"
+            f"- The cached index of bench/suites/scale.py ({n:,} chunks). Each round: 1,000 synthetic chunks through "
             f"Index.add_precomputed; then Index.add of 460 SciFact abstracts written as text files, the model "
             f"({backend}, the default backend here) embedding them, model load excluded (the index is open); then "
             f"both deleted again (prune). Three rounds; the first reads the index from a cold page cache.\n\n"

@@ -6,13 +6,13 @@ Tune data only (never XQuAD articles 24-47, nor their paragraphs under another n
   XQuAD-en articles 0-23, asked of three indexes: the full one (answerable), the other half's (off-topic) and the
       answer-removed one (one paragraph per article removed: its questions unanswerable, the others answerable);
       and each article alone in its own index (the default corpus' situation), asked its own questions and the
-      everyday out-of-corpus questions written for it (bench/everyday.py);
+      everyday out-of-corpus questions written for it (bench/lib/everyday.py);
   SQuAD 2.0 dev-tune, the 4 articles that are not in XQuAD's report split (1973_oil_crisis, Huguenot, Normans,
       Packet_switching). Its other 4 (French_and_Indian_War, Imperialism, Scottish_Parliament, Yuan_dynasty) hold
       the paragraphs of XQuAD report articles: fitting on them would leak into the report split.
 Its threshold (answerability.json "threshold") is the shipped default (rag/config.py).
 
-Usage:  python bench/fit_answerability.py [--dry-run]
+Usage:  python bench/fit/fit_answerability.py [--dry-run]
 """
 
 from __future__ import annotations
@@ -26,16 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-import qa_data  # noqa: E402
-import signals_tried  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: rag and bench.*
+from bench.lib import common  # noqa: E402
+from bench.lib import qa_data  # noqa: E402
+from bench.fit import signals_tried  # noqa: E402
 from rag.answer import answerability as A  # noqa: E402
 from rag.answer.extractive import TUNING, candidate_sentences, score, select  # noqa: E402
 
 S2_REPORT = {"French_and_Indian_War", "Imperialism", "Scottish_Parliament", "Yuan_dynasty"}
 # every signal tried: rag's (answerability.signals: the best score, the background, the coverage) and
-# bench/signals_tried.py's
+# bench/fit/signals_tried.py's
 SIGNALS = ("best", "background", "coverage", "negation_mismatch", "entity_missing_best", "number_missing_best", "gap", "absent_words",
            "absent_entities", "absent_numbers", "unknown_words", "unknown_unmatched")
 MIN_GAIN = 0.002  # a signal is added while it raises the mean cross-validated AUC by this much
@@ -312,7 +312,7 @@ def main(argv=None) -> int:
     pool = pool_of(items, squad2_titles=squad2_titles(items) - S2_REPORT)
     coef, intercept = sentence_calibration(pool)
     weights = {
-        "about": "rag/answer/answerability.py reads this; bench/fit_answerability.py wrote it from the tune data "
+        "about": "rag/answer/answerability.py reads this; bench/fit/fit_answerability.py wrote it from the tune data "
                  "(bench/results/answerability.md)",
         "answer": {"names": names, "coef": [round(float(c), 6) for c in fit.coef], "intercept": round(fit.intercept, 6)},
         "sentence": {"coef": round(coef, 6), "intercept": round(intercept, 6)},

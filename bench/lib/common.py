@@ -16,9 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
 
 DATA = Path(os.environ.get("RAG_BENCH_DATA", ROOT.parent / "shared" / "bench-data"))
 SCIFACT = DATA / "scifact" / "beir"
@@ -110,7 +108,7 @@ def write_result(name: str, text: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / name
     out.write_text(text.rstrip() + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return out
 
 

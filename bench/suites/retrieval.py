@@ -11,10 +11,10 @@ real rag.retrieve.fuse exactly as rag.retrieve.search does; the final table is t
 end to end through Index.search, and the two must agree.
 
 Also compared: bm25s (the library) over the very same chunk tokens, as the alternative keyword side.
-FAISS at scale (exact, IVF-SQ8, HNSW by size) is bench/scale.py's.
+FAISS at scale (exact, IVF-SQ8, HNSW by size) is bench/suites/scale.py's.
 
-    .venv/bin/python bench/retrieval.py                   # SciFact with the configured defaults
-    .venv/bin/python bench/retrieval.py --chunk-sizes 128,200,256   # also compare chunk sizes (re-embeds)
+    .venv/bin/python bench/suites/retrieval.py                   # SciFact with the configured defaults
+    .venv/bin/python bench/suites/retrieval.py --chunk-sizes 128,200,256   # also compare chunk sizes (re-embeds)
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from common import CORPUS, QUERIES, SCIFACT, ndcg, percentile, recall, table, to_docs  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: rag and bench.*
+from bench.lib import common  # noqa: E402
+from bench.lib.common import CORPUS, QUERIES, SCIFACT, ndcg, percentile, recall, table, to_docs  # noqa: E402
 
 from rag import retrieve  # noqa: E402
 from rag.text import keywords, words  # noqa: E402

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-import qa_data
+from bench.lib import qa_data
 from rag.text import WORD, asked_words, stem, words
 
 NEGATION = re.compile(r"\b(not|never|no|none|nothing|without|neither|nor|least|unable|cannot)\b|n['’]t\b", re.I)

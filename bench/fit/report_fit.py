@@ -1,9 +1,9 @@
-"""bench/fit_answerability.py's report: bench/results/answerability.md."""
+"""bench/fit/fit_answerability.py's report: bench/results/answerability.md."""
 
 from __future__ import annotations
 
-import common
-import fit_answerability as fa
+from bench.lib import common
+from bench.fit import fit_answerability as fa
 
 LABELS = {
     "best": "the best sentence's score",
@@ -38,17 +38,17 @@ def brief(f: dict) -> str:
 def markdown(items, steps, rules, weights, report, bins) -> str:
     names = weights["answer"]["names"]
     pool = weights["fit_on"]
-    L = ["## Answerability: the signals, the selection and min_confidence (bench/fit_answerability.py)", "",
+    L = ["## Answerability: the signals, the selection and min_confidence (bench/fit/fit_answerability.py)", "",
          common.machine_info().rstrip(), "",
          "Fitted and chosen on tune data only: XQuAD-en articles 0-23 asked of the full index (answerable), of "
          "the other half's index (off-topic) and of the answer-removed index (the removed paragraph's questions "
          "unanswerable); each of those articles alone in its own index (the default corpus' situation), asked its "
-         "own questions and 2 everyday questions about its subject that it does not answer (bench/everyday.py); "
+         "own questions and 2 everyday questions about its subject that it does not answer (bench/lib/everyday.py); "
          "and the SQuAD 2.0 dev-tune articles that are not in XQuAD's report split "
          f"({', '.join(pool['squad2_articles'])}): {pool['items']} questions. The other 4 SQuAD2 articles hold the "
          "paragraphs (and questions) of XQuAD report articles 36, 42, 44 and 46, so they are left out of every fit "
          "and choice here. XQuAD articles 24-47 are used only for the last table, after every choice was made. "
-         "Reproduce: `.venv/bin/python bench/fit_answerability.py` (rewrites rag/answer/answerability.json; "
+         "Reproduce: `.venv/bin/python bench/fit/fit_answerability.py` (rewrites rag/answer/answerability.json; "
          "`--dry-run` only reports).", ""]
     L += ["### The model", "",
           "The target: do the sentences the answerer cites hold a gold answer span (0 for every off-topic, "

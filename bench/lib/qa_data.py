@@ -1,11 +1,11 @@
-"""The question-answering benchmark data behind bench/answers.py and bench/fit_answerability.py.
+"""The question-answering benchmark data behind bench/suites/answers.py and bench/fit/fit_answerability.py.
 
   XQuAD-en (48 articles, 240 paragraphs, 1190 answerable questions): articles 0-23 tune, 24-47 report.
     standard        the full index; off-topic: each half's questions against an index of the other half only
     answer-removed  one paragraph per article removed (seeded, issue 11): an index of the other 192 paragraphs;
                     the removed paragraphs' questions should abstain, the kept ones be answered
     one article     each article alone in its own index (the default corpus' situation), asked its own questions
-                    and everyday ones about its subject that no paragraph answers (bench/everyday.py): those
+                    and everyday ones about its subject that no paragraph answers (bench/lib/everyday.py): those
                     should abstain
   SQuAD 2.0 dev, tune file (8 articles, 301 paragraphs, answerable and unanswerable questions): its own index.
 
@@ -21,21 +21,16 @@ import hashlib
 import json
 import pickle
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import everyday  # noqa: E402
-from common import CACHE, DATA  # noqa: E402
-from rag.config import Settings  # noqa: E402
-from rag.index import Index  # noqa: E402
+from bench.lib import everyday
+from bench.lib.common import CACHE, DATA, ROOT
+from rag.config import Settings
+from rag.index import Index
 
 XQUAD = DATA / "xquad" / "xquad.en.json"
 SQUAD2 = DATA / "squad2" / "squad2-dev-tune.json"
@@ -208,7 +203,7 @@ def xquad_sets(corpora: Corpora) -> dict[str, list[Run]]:
 def article_sets(corpora: Corpora, data) -> dict[str, list[Run]]:
     """The default corpus' situation: one article alone in its own small index (5 paragraphs, as the default
     corpus is one article in 8 chunks), asked its own questions (single-{tune,report}: answerable) and
-    bench/everyday.py's (everyday-{tune,report}: questions about its subject it does not answer)."""
+    bench/lib/everyday.py's (everyday-{tune,report}: questions about its subject it does not answer)."""
     out = {}
     for split, articles, asked in (("tune", TUNE_ARTICLES, everyday.TUNE), ("report", REPORT_ARTICLES, everyday.REPORT)):
         out[f"single-{split}"], out[f"everyday-{split}"] = [], []
@@ -221,7 +216,7 @@ def article_sets(corpora: Corpora, data) -> dict[str, list[Run]]:
 
 
 def everyday_questions(data, by_article: dict[int, list[str]]) -> list[Question]:
-    """bench/everyday.py's questions, unanswerable by construction."""
+    """bench/lib/everyday.py's questions, unanswerable by construction."""
     return [Question(qid=f"everyday-{a}-{i}", text=text, doc_id="", article=a, title=data[a]["title"], answers=[],
                      source="everyday") for a, texts in by_article.items() for i, text in enumerate(texts)]
 

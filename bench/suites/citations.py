@@ -1,6 +1,6 @@
 """Citation quality on XQuAD-en in the ALCE sense (issue 5): citation recall and citation precision.
 
-Corpus: the 240 XQuAD-en paragraphs as one JSONL file (the same cached index as bench/answers.py);
+Corpus: the 240 XQuAD-en paragraphs as one JSONL file (the same cached index as bench/suites/answers.py);
 questions: the 1,190 XQuAD-en questions, asked through rag.ask (extractive) and, where an
 OpenAI-compatible server is reachable, through rag.answer.generate.generate_answer on the same hits.
 
@@ -14,7 +14,7 @@ Definitions (ALCE, Gao et al. 2023, section 3.3; ../shared/bench-data/alce/paper
                       gives its citations 0; averaged over the citations of an answer, then over answers
 ALCE's judge is an NLI model (T5-XXL TRUE); here the judge is the project's embedding-based support
 check (rag.answer.verify: all-MiniLM-L6-v2 cosine + lexical overlap + numbers, threshold calibrated by
-bench/calibrate_support.py): evidence "supports" a statement when one window of 1-2 of its sentences,
+bench/fit/calibrate_support.py): evidence "supports" a statement when one window of 1-2 of its sentences,
 or the best windows of several cited pieces read together, scores >= SUPPORT_THRESHOLD.
 Evidence = the cited spans (the exact text each citation shows), stricter than ALCE's whole passages;
 for the raw model reply (before verification) the markers [n] point at whole passages, as in ALCE.
@@ -24,7 +24,7 @@ verified generative answer keeps only what this same check accepted, so both sco
 construction; the informative rows are the raw model reply and the gold-answer column.
 Abstentions are counted apart and left out of the citation averages.
 
-Usage:  .venv/bin/python bench/citations.py [--limit N] [--gen-limit N] [--llm-url URL | --start-server | --replay F]
+Usage:  .venv/bin/python bench/suites/citations.py [--limit N] [--gen-limit N] [--llm-url URL | --start-server | --replay F]
 """
 
 from __future__ import annotations
@@ -41,11 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # the repo: rag and bench.*
 
-from answers import build_index, cache_root, corpus_records, load_xquad, questions_of, XQUAD  # noqa: E402
+from bench.lib import qa_data  # noqa: E402
 from rag.answer import generate, reply, verify  # noqa: E402
 from rag.answer import ask  # noqa: E402
 from rag.chunk import split_sentences  # noqa: E402
@@ -301,14 +300,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
     log = lambda m: print(m, flush=True)  # noqa: E731
-    if not XQUAD.exists():
-        log(f"skipped: {XQUAD} is absent; nothing measured")
+    if not qa_data.XQUAD.exists():
+        log(f"skipped: {qa_data.XQUAD} is absent; nothing measured")
         return 0
-    data = load_xquad(XQUAD)
-    records = corpus_records(data, range(len(data)))
-    index = build_index("all", records, cache_root(records), log)
+    data = qa_data.load(qa_data.XQUAD)
+    index = qa_data.Corpora(log).index("xquad-all", qa_data.records(data, range(len(data))))
     judge = Judge(index.embedder)
-    qs = questions_of(data, range(len(data)))
+    qs = qa_data.questions(data, range(len(data)))
     ext_qs = spread(qs, args.limit) if args.limit else qs
     load0 = os.getloadavg()[0]
 

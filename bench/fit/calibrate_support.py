@@ -10,7 +10,7 @@ a stand-in for a generated sentence that paraphrases the evidence. For each clai
                same article that the paragraph does not contain (a hallucinated fact in a cited sentence)
 
 Articles alternate between a calibration half (thresholds chosen there) and a held-out half (rates
-reported there). Usage:  .venv/bin/python bench/calibrate_support.py [--out bench/results/calibration.md]
+reported there). Usage:  .venv/bin/python bench/fit/calibrate_support.py [--out bench/results/calibration.md]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from rag.chunk import split_sentences  # noqa: E402

@@ -1,6 +1,6 @@
 """Probe (issue 11): do other readings of the question beside the sentences pay, beyond the shipped coverage?
 
-Measured on the tune data of bench/fit_answerability.py (its items, its cross-validated AUCs and its threshold
+Measured on the tune data of bench/fit/fit_answerability.py (its items, its cross-validated AUCs and its threshold
 rule), nothing here ships unless it beats the shipped signals at the operating point (the abstention it buys on
 answer-removed and everyday questions at the threshold that keeps issue 11's goal 3 on the tune split):
 
@@ -14,7 +14,7 @@ answer-removed and everyday questions at the threshold that keeps issue 11's goa
    score plus lambda times the sentence's own coverage (hit@1, hit@2), and "cite only the best sentence when its
    coverage reaches tau" against the shipped margin rule (answer in citation, sentences per answer).
 
-Usage:  python bench/probe_reading.py    (about 5 minutes; writes bench/results/probe_reading.md)
+Usage:  python bench/probes/probe_reading.py    (about 5 minutes; writes bench/results/probe_reading.md)
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-import fit_answerability as fa  # noqa: E402
-import qa_data  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: rag and bench.*
+from bench.lib import common  # noqa: E402
+from bench.fit import fit_answerability as fa  # noqa: E402
+from bench.lib import qa_data  # noqa: E402
 from rag.answer import answerability as A  # noqa: E402
 from rag.answer.extractive import TUNING, select  # noqa: E402
 
@@ -184,9 +184,9 @@ def main() -> int:
     rerank, selection = ranking_rows(items, memo)
     sets = "XQuAD tune, full index | XQuAD tune, one article alone | SQuAD2 (all 8 articles)"
     text = "\n".join([
-        "## Probe: other readings of question and sentences (bench/probe_reading.py)", "",
+        "## Probe: other readings of question and sentences (bench/probes/probe_reading.py)", "",
         f"- Machine: {common.machine_line()}", f"- Date: {common.today()}", "",
-        "Tune data only (bench/fit_answerability.py's items, leave-one-article-out AUCs and threshold rule; the "
+        "Tune data only (bench/fit/fit_answerability.py's items, leave-one-article-out AUCs and threshold rule; the "
         "report split is not scored). Nothing here ships. At the threshold that keeps goal 3 of issue 11 on the "
         "tune split, no signal variant abstains more on both the answer-removed and the everyday questions than "
         "the shipped signals. Re-ranking by coverage lifts hit@1 a little on XQuAD (more on SQuAD2) but would read "

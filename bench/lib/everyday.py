@@ -2,7 +2,7 @@
 document's subject that the document does not say ("How tall was Martin Luther?"). Written by hand from the
 article titles; the article's paragraphs answer none of them. Tune articles 0-23 join the fitting data, report
 articles 24-47 (written from the titles alone, before any report figure was seen) are held out; each is asked of
-an index of its article alone (bench/qa_data.py, article_sets) and should abstain.
+an index of its article alone (bench/lib/qa_data.py, article_sets) and should abstain.
 """
 
 TUNE = {

@@ -9,8 +9,8 @@ plain sentence-transformers measured in the same run.
   questions   single SciFact queries (test claims), one at a time, warm: wall and thread CPU per question
   quality     dense nDCG@10 on SciFact test with the full corpus indexed by each backend (--quality)
 
-    .venv/bin/python bench/embed.py --limit 1200 --rounds 2            # end to end + questions
-    .venv/bin/python bench/embed.py --quality auto,sentence-transformers  # + quality (embeds the corpus each)
+    .venv/bin/python bench/suites/embed.py --limit 1200 --rounds 2            # end to end + questions
+    .venv/bin/python bench/suites/embed.py --quality auto,sentence-transformers  # + quality (embeds the corpus each)
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from common import CACHE, ROOT, table  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: rag and bench.*
+from bench.lib import common  # noqa: E402
+from bench.lib.common import CACHE, ROOT, table  # noqa: E402
 
 WORK = CACHE / "embed"
 CONFIGS = {  # label: (RAG_EMBED_BACKEND, RAG_EMBED_PRECISION)
@@ -156,7 +156,7 @@ def report(e2e: dict, questions: dict, qual: dict, limit: int) -> str:
     chunks = e2e["baseline"][0]["chunks"]
     return "\n".join([
         "## Embedding backends\n",
-        "Reproduce: `.venv/bin/python bench/embed.py --limit 1200 --rounds 2 --quality \"auto (the default),"
+        "Reproduce: `.venv/bin/python bench/suites/embed.py --limit 1200 --rounds 2 --quality \"auto (the default),"
         "sentence-transformers (before)\"`\n",
         common.machine_info(("torch", "sentence_transformers", "openvino", "numpy")),
         f"- End to end: `rag index` over the first {limit} SciFact docs ({chunks:,} chunks) in a new process per "

@@ -1,8 +1,8 @@
-"""bench/answers.py's report: the default corpus' questions and the markdown of bench/results/answers.md."""
+"""bench/suites/answers.py's report: the default corpus' questions and the markdown of bench/results/answers.md."""
 
 from __future__ import annotations
 
-import common
+from bench.lib import common
 from rag.model import LOW_CONFIDENCE
 
 # The default corpus (corpus/putin-diplomacy.txt): questions it does not answer (gold "") and questions it does
@@ -40,19 +40,19 @@ def pct(x) -> str:
 def markdown(ctx: dict) -> str:
     r, s = ctx["results"], ctx["settings"]
     w = ctx["weights"]
-    L = ["## Answers: citations, abstention, follow-ups and latency (bench/answers.py)", ""]
+    L = ["## Answers: citations, abstention, follow-ups and latency (bench/suites/answers.py)", ""]
     L += [ctx["machine"].rstrip(), f"- Load average {ctx['load'][0]:.1f} at the start of the run, "
-          f"{ctx['load'][1]:.1f} at the end. Reproduce: `.venv/bin/python bench/answers.py` (about 6 minutes once "
+          f"{ctx['load'][1]:.1f} at the end. Reproduce: `.venv/bin/python bench/suites/answers.py` (about 6 minutes once "
           "the indexes and question vectors are cached in bench/.cache; the first run builds them).", ""]
     L += ["Every figure below comes from one run, every answerer on the same retrieval (hybrid, k=5, the defaults; "
           f"all-MiniLM-L6-v2, {ctx['chunks']} chunks for the 240 XQuAD paragraphs). **Tune and report data are "
           "kept apart**: XQuAD-en articles 0-23 are the tune split, on which the answerability model, the sentence "
-          "selection and min_confidence were chosen (bench/fit_answerability.py, bench/results/answerability.md); "
+          "selection and min_confidence were chosen (bench/fit/fit_answerability.py, bench/results/answerability.md); "
           "articles 24-47 are the report split. The shipped min_confidence is the fit's pick on the tune split. "
           "How it came to be: a fit on the best sentence's score alone picked 0.25 (88.9% of the report split "
           "answered right) and the default was then lowered to 0.21 after looking at the report split; a fit "
           "adding the background picked 0.23 (88.7% on the report split). The fit's margins were then tightened "
-          "to what the 0.21 default did on the tune split (bench/fit_answerability.py), so they were informed by "
+          "to what the 0.21 default did on the tune split (bench/fit/fit_answerability.py), so they were informed by "
           "the report split; the signals, the selection and the threshold were chosen on tune data alone. This "
           "answerer was run on the report split twice, with the coverage read from the 3 best sentences and from "
           "the cited ones (the same figures; the cited ones ship, a third faster). "
@@ -162,7 +162,7 @@ def one_article(ctx) -> list[str]:
     r = ctx["results"]
     L = ["### One article alone: its questions and everyday ones it does not answer", "",
          "The default corpus' situation on XQuAD: each article alone in its own index (5 paragraphs), asked its own "
-         "questions and 2 everyday questions about its subject that it does not answer (bench/everyday.py; "
+         "questions and 2 everyday questions about its subject that it does not answer (bench/lib/everyday.py; "
          "the report ones were written from the titles alone).", "",
          "| answerer | split | answer in citation, own questions | abstained, own questions | spans | everyday "
          "questions | abstained, everyday |", "|---|---|---|---|---|---|---|"]

@@ -13,10 +13,10 @@ Each phase runs in its own process so that its peak RSS is its own:
   ray       with --ray: the same corpus through `rag index --ray` on a local Ray cluster (two
             embedding actors, loopback), compared with the index phase's index
 
-    .venv/bin/python bench/ingest.py              # full corpus (minutes on CPU)
-    .venv/bin/python bench/ingest.py --limit 50   # the first 50 docs (a quick check)
-    .venv/bin/python bench/ingest.py --only pdf,ocr   # those sections alone, replaced in ingest.md
-    .venv/bin/python bench/ingest.py --limit 300 --ray   # and through Ray (needs: pip install 'ray[data]')
+    .venv/bin/python bench/suites/ingest.py              # full corpus (minutes on CPU)
+    .venv/bin/python bench/suites/ingest.py --limit 50   # the first 50 docs (a quick check)
+    .venv/bin/python bench/suites/ingest.py --only pdf,ocr   # those sections alone, replaced in ingest.md
+    .venv/bin/python bench/suites/ingest.py --limit 300 --ray   # and through Ray (needs: pip install 'ray[data]')
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from common import CACHE, CORPUS, DATA, ROOT, cpu_seconds, dir_size, peak_rss_mib, table  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: rag and bench.*
+from bench.lib import common  # noqa: E402
+from bench.lib.common import CACHE, CORPUS, DATA, ROOT, cpu_seconds, dir_size, peak_rss_mib, table  # noqa: E402
 
 PDF_PATHS = [DATA / "pdfs", DATA / "alce" / "paper" / "ALCE.pdf"]
 OCR_PDF = DATA / "alce" / "paper" / "ALCE.pdf"  # a typeset paper: two columns, tables, small print
@@ -297,7 +297,7 @@ def report(limit, with_ray=False) -> str:
     pdf = run_phase("pdf", limit) if any(p.exists() for p in PDF_PATHS) else None
     ocr = run_phase("ocr", limit) if OCR_PDF.exists() else None
 
-    # hand the full default build to bench/retrieval.py instead of embedding the corpus twice
+    # hand the full default build to bench/suites/retrieval.py instead of embedding the corpus twice
     if not limit:
         cached = CACHE / common.index_key(s)
         if not (cached / ".complete").exists():

@@ -1,9 +1,9 @@
 """Answer benchmarks (issues 3 and 11): are the gold answers inside the cited spans, in few sentences; does the
 answerer abstain when the documents do not say it; are follow-ups answered; how fast is ask()?
 
-Data (bench/qa_data.py): XQuAD-en, articles 0-23 tune and 24-47 report, asked of the full index, of the other
+Data (bench/lib/qa_data.py): XQuAD-en, articles 0-23 tune and 24-47 report, asked of the full index, of the other
 half's index (off-topic), of the answer-removed index (one paragraph per article removed, seed 11) and, each
-article alone in its own index, its own questions and everyday ones it does not answer (bench/everyday.py); the
+article alone in its own index, its own questions and everyday ones it does not answer (bench/lib/everyday.py); the
 SQuAD 2.0 dev-tune file (answerable and unanswerable questions over its own 301 paragraphs); the default corpus.
 
 Answerers, on the same cached retrieval, in one run:
@@ -15,7 +15,7 @@ Answerers, on the same cached retrieval, in one run:
   top-1 chunk, top-2 sentences (XQuAD standard only): the whole first chunk; the two sentences closest to the
                     question by their stored vectors
 
-Usage:  python bench/answers.py [--no-latency] [--out bench/results/answers.md]
+Usage:  python bench/suites/answers.py [--no-latency] [--out bench/results/answers.md]
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-import fit_answerability as fa  # noqa: E402
-import followups  # noqa: E402
-import qa_data  # noqa: E402
-import report_answers  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: rag and bench.*
+from bench.lib import common  # noqa: E402
+from bench.fit import fit_answerability as fa  # noqa: E402
+from bench.lib import followups  # noqa: E402
+from bench.lib import qa_data  # noqa: E402
+from bench.lib import report_answers  # noqa: E402
 from rag.answer import TUNING, ask  # noqa: E402
 from rag.answer import answerability as A  # noqa: E402
 from rag.answer.extractive import select  # noqa: E402

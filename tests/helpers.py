@@ -200,10 +200,12 @@ def upload(page, files):
 
 # ---- the page's events over HTTP, as the browser fires them -------------------------------------
 
-def gradio_event(http, elem_id: str, event: str, data: list, session_hash: str = "tests") -> tuple[bool, object]:
+def gradio_event(http, elem_id: str, event: str, data: list, session_hash: str = "tests",
+                 event_data: dict | None = None) -> tuple[bool, object]:
     """Fire a page event over HTTP exactly as the browser does (gradio's queue protocol), with `http` an httpx
     Client on the server's URL carrying the caller's cookies; return (success, the last output or the error).
-    The event is the component's (by elem_id), or for "load", the page load that fills that component."""
+    The event is the component's (by elem_id), or for "load", the page load that fills that component;
+    `event_data` is what the browser sends with it (a .like's {"index", "value", "liked"})."""
     import json
 
     config = http.get("config").json()
@@ -214,7 +216,7 @@ def gradio_event(http, elem_id: str, event: str, data: list, session_hash: str =
     else:
         fn_index = next(d["id"] for d in config["dependencies"] if [target, event] in [list(t) for t in d["targets"]])
     joined = http.post("gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "trigger_id": target,
-                                                       "session_hash": session_hash, "event_data": None})
+                                                       "session_hash": session_hash, "event_data": event_data})
     joined.raise_for_status()
     event_id = joined.json()["event_id"]
     with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session_hash}, timeout=600) as stream:

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from ..model import LOW_CONFIDENCE
+from ..model import LOW_CONFIDENCE, WITHHELD
 
 MARKER = re.compile(r"\[(\d+)\]")
 SPIN = '<span class="rag-spin"></span>'  # a CSS spinner: emoji need fonts a server may lack
@@ -103,6 +103,10 @@ def render_sources(answer: dict, prefix: str = "src-", file_url: Callable | None
         if passages:
             parts.append(f"<h4>Closest related passages ({len(passages)})</h4>")
             for i, p in enumerate(passages, 1):
+                if p.get("withheld"):
+                    parts.append(f'<section class="rag-src rag-withheld" id="{prefix}rel-{i}"><header>'
+                                 f'<span class="rag-n">{i}.</span> {WITHHELD}</header></section>')
+                    continue
                 parts.append(
                     f'<section class="rag-src" id="{prefix}rel-{i}"><header>'
                     f'<span class="rag-n">{i}.</span> '
@@ -117,6 +121,10 @@ def render_sources(answer: dict, prefix: str = "src-", file_url: Callable | None
         return "".join(parts)
     for c in citations:
         n = c.get("n")
+        if c.get("withheld"):  # into a KB the reader may no longer read: nothing of it is shown
+            parts.append(f'<section class="rag-src rag-withheld" id="{prefix}{esc(n)}"><header>'
+                         f'<span class="rag-n">[{esc(n)}]</span> {WITHHELD}</header></section>')
+            continue
         idx = c.get("passage", 0)
         p = passages[idx] if isinstance(idx, int) and 0 <= idx < len(passages) else None
         pieces = (

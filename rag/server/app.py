@@ -1,6 +1,6 @@
 """The FastAPI app: login, files and the API first, then the Gradio chat mounted at / (routes added after a mount
 at / would never be reached). Middleware wraps all of it: SafeFiles on every response, the login throttle and the
-login redirect when there are logins.
+login redirect when there are logins, a cookie per browser (its conversations' key) when there are none.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..chat.uploads import MAX_UPLOAD_MB
 from ..config import Settings
 from ..kb import Library
 from . import files
-from .auth import Auth, LoginRedirect
+from .auth import Auth, BrowserCookie, LoginRedirect
 
 
 @dataclass(kw_only=True)
@@ -49,6 +49,8 @@ def build(settings: Settings, *, access: Access | None = None, max_upload_mb: fl
     if access.logins:
         app.add_middleware(LoginRedirect, auth=auth)
         app.add_middleware(LoginThrottle)  # outermost: every login attempt waits what its sender has earned
+    else:
+        app.add_middleware(BrowserCookie)
     app.include_router(auth.routes())
     app.include_router(files.routes(auth=auth, library=library))
     demo = build_app(chat)

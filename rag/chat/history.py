@@ -60,7 +60,7 @@ class ConversationPanel:
             return "Conversations are not kept: this browser sends no cookie."
         if self.app.access.logins:
             return f"Kept for {request.username}. Ratings go to whoever runs this server."
-        return (f"Kept for this browser: `rag history list --browser {browser_id(request.cookies[BROWSER_COOKIE])}`. "
+        return (f"Kept for this browser (`rag history` knows it as `{browser_id(request.cookies[BROWSER_COOKIE])}`). "
                 "Ratings go to whoever runs this server.")
 
     # ---- components ----
@@ -119,6 +119,7 @@ class ConversationPanel:
             return [], render_panel([]), [], None, listing(self.owner(request), None), "", hidden, hidden, ""
 
         clear_btn.click(clear, outputs=opened + [question], api_visibility="private", queue=False)
+        chatbot.clear(clear, outputs=opened + [question], api_visibility="private", queue=False)  # its own bin icon
 
         def reopen(conversation, request: gr.Request):
             owner = self.owner(request)

@@ -64,9 +64,9 @@ def reopen(http, conversation, session="tests"):
 
 
 def export(http, session="tests") -> dict[str, str]:
-    ok, (files,) = gradio_event(http, "rag-export-btn", "click", [None], session)
+    ok, files = gradio_event(http, "rag-export-btn", "click", [None], session)
     assert ok, files
-    return {f["orig_name"].rsplit(".", 1)[1]: http.get(f["url"]).text for f in files["value"]}
+    return {f["value"]["orig_name"].rsplit(".", 1)[1]: http.get(f["value"]["url"]).text for f in files}
 
 
 def stored_text(library: Library, c: dict) -> str:
@@ -288,9 +288,8 @@ def test_the_side_list_reopening_exporting_and_a_thumbs_down_with_a_comment(brow
         shot(page, "history.png")
         # export: the Markdown file holds the cited sentence
         page.click("#rag-export-btn")
-        link = page.locator('#rag-export a[download$=".md"]')
         with page.expect_download() as download:
-            link.click()
+            page.click("#rag-export-md")
         markdown = open(download.value.path(), encoding="utf-8").read()
         assert markdown.startswith("# Putin's counterparts\n") and "> He’s outlasted five U.S. presidents" in markdown
         # thumbs down on the second answer, with a comment

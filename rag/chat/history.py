@@ -74,8 +74,9 @@ class ConversationPanel:
             self.rename_btn = gr.Button("Rename", size="sm", elem_id="rag-rename", min_width=60)
             self.delete_btn = gr.Button("Delete", size="sm", variant="stop", elem_id="rag-delete", min_width=60)
             self.export_btn = gr.Button("Export", size="sm", elem_id="rag-export-btn", min_width=60)
-        self.files = gr.File(label="Export: Markdown and JSON", file_count="multiple", interactive=False,
-                             visible=False, elem_id="rag-export")
+        with gr.Row():  # filled and shown by Export, with the conversation as it is then
+            self.files = [gr.DownloadButton(f"{label} ⇣", size="sm", visible=False, elem_id=f"rag-export-{kind}",
+                                            min_width=60) for label, kind in (("Markdown", "md"), ("JSON", "json"))]
         self.owner_note = gr.Markdown("", elem_id="rag-owner")
 
     def build_feedback(self, gr):
@@ -113,10 +114,10 @@ class ConversationPanel:
         question.submit(**chat_io)
         ask_btn.click(**chat_io)
 
-        opened = [chatbot, sources, turns, self.conversation, self.history, self.title, self.files, self.feedback_row]
+        opened = [chatbot, sources, turns, self.conversation, self.history, self.title, *self.files, self.feedback_row]
 
         def clear(request: gr.Request):
-            return [], render_panel([]), [], None, listing(self.owner(request), None), "", hidden, hidden, ""
+            return [], render_panel([]), [], None, listing(self.owner(request), None), "", hidden, hidden, hidden, ""
 
         clear_btn.click(clear, outputs=opened + [question], api_visibility="private", queue=False)
         chatbot.clear(clear, outputs=opened + [question], api_visibility="private", queue=False)  # its own bin icon
@@ -130,7 +131,7 @@ class ConversationPanel:
             state = [{"question": t["question"], "answer": t["answer"], "n": t["n"]} for t in stored]
             rated = [RATINGS.get((t["feedback"] or {}).get("rating")) for t in stored]
             return (gr.update(value=render_chat(state), feedback_value=rated), render_panel(state, app.file_url),
-                    state, row["id"], gr.skip(), row["title"], hidden, hidden)
+                    state, row["id"], gr.skip(), row["title"], hidden, hidden, hidden)
 
         self.history.input(reopen, inputs=[self.history], outputs=opened, api_visibility="private")
 
@@ -155,18 +156,18 @@ class ConversationPanel:
                 kept.delete(owner, conversation)
             except RagError as e:
                 raise gr.Error(str(e)) from None
-            return [], render_panel([]), [], None, listing(owner, None), "", hidden, hidden
+            return [], render_panel([]), [], None, listing(owner, None), "", hidden, hidden, hidden
 
         self.delete_btn.click(delete, inputs=[self.conversation], outputs=opened, api_visibility="private",
                               js="(c) => (c && confirm('Delete this conversation? Ratings given in it are kept.')) ? c : null")
 
         def export(conversation, request: gr.Request):
             try:
-                return gr.update(value=self.export_files(self.owner(request), conversation), visible=True)
+                return [gr.update(value=path, visible=True) for path in self.export_files(self.owner(request), conversation)]
             except RagError as e:
                 raise gr.Error(str(e)) from None
 
-        self.export_btn.click(export, inputs=[self.conversation], outputs=[self.files], api_visibility="private")
+        self.export_btn.click(export, inputs=[self.conversation], outputs=self.files, api_visibility="private")
 
         def rate(turns, conversation, data: gr.LikeData, request: gr.Request):
             index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index

@@ -134,7 +134,10 @@ class Conversations:
         if kind == "user" and not self.access.logins:
             raise AccessError(f"this conversation belongs to the login {name!r}: name the users file (--auth-file or "
                               f"RAG_AUTH_FILE), so that what {name} may read now decides which citations are shown")
-        who = self.access.principal(name if kind == "user" else None)
+        return self.may_read(self.access.principal(name if kind == "user" else None))
+
+    def may_read(self, who) -> Callable[[str], bool]:
+        """May this principal read this KB now (one that still exists)?"""
         names = set(self.library.names())
         return lambda kb: kb in names and self.access.may_read(who, kb)
 

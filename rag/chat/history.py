@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..conversations import BROWSER_COOKIE, Conversations, browser_id, owner_key
+from ..conversations import BROWSER_COOKIE, Conversations, browser_id, owner_key, withhold
 from ..errors import RagError
 from .app import ChatApp
 from .render import render_chat, render_panel
@@ -95,8 +95,10 @@ class ConversationPanel:
         hidden = gr.update(visible=False)
 
         def chat(question, turns, k, mode, kbs, conversation, request: gr.Request):
-            owner = self.owner(request)
-            asked = app.chosen(app.who(request.username), kbs)
+            owner, who = self.owner(request), app.who(request.username)
+            asked = app.chosen(who, kbs)
+            may_read = kept.may_read(who)  # the earlier answers of this page, as the user may read them now
+            turns = [{**t, "answer": withhold(t["answer"], may_read)} if t.get("answer") else t for t in turns or []]
             for shown, panel, done, box in app.chat(question, turns, k, mode, kbs, user=request.username):
                 last = done[-1] if done else {}
                 if owner is None or not last.get("answer") or "n" in last:

@@ -62,7 +62,8 @@ def withhold(answer: dict, may_read: Callable[[str], bool]) -> dict:
     hidden_passages = {i for i, p in enumerate(passages) if not may_read(p.get("kb") or DEFAULT_KB)}
     if not hidden and not hidden_passages:
         return answer
-    out = dict(answer, citations=[{"n": c.get("n"), "withheld": True} if c.get("n") in hidden else c for c in citations],
+    out = dict(answer, citations=[{"n": c.get("n"), "withheld": True} if c.get("n") in hidden else c
+                                  for c in citations],
                passages=[{"withheld": True} if i in hidden_passages else p for i, p in enumerate(passages)])
     if hidden:
         text, whole, sentences = answer.get("text") or "", not answer.get("sentences"), []

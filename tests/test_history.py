@@ -245,7 +245,8 @@ def test_an_older_library_database_is_brought_up_to_date_in_place(tmp_path):
     """)
     db.close()
     store = LibraryStore(tmp_path)
-    assert store.schema() == 2 and store.kbs()["hr"]["corpus"] == "kbs/hr/corpus" and store.session("abc")["user"] == "alice"
+    assert store.schema() == 2 and store.kbs()["hr"]["corpus"] == "kbs/hr/corpus"
+    assert store.session("abc")["user"] == "alice"
     store.add_conversation("c1", "user:alice", "a question")
     assert store.add_turn("c1", "a question", ["hr"], {"text": "x", "citations": []}) == 1
     assert [c["turns"] for c in store.conversations("user:alice")] == [1]
@@ -303,7 +304,8 @@ def test_the_side_list_reopening_exporting_and_a_thumbs_down_with_a_comment(brow
         expect(page.locator("#rag-feedback")).to_be_hidden()
         conversation = server.app.library.store.conversations()[0]["id"]
         rated = server.app.library.store.feedback(conversation=conversation)
-        assert [(r["n"], r["rating"], r["comment"]) for r in rated] == [(2, -1, "The question was about NATO chiefs only.")]
+        assert [(r["n"], r["rating"], r["comment"]) for r in rated] == \
+            [(2, -1, "The question was about NATO chiefs only.")]
         # delete the other conversation (the browser asks first)
         history.locator("label", has_text="When did Putin").click()
         expect(page.locator('#rag-chat [data-testid="user"]')).to_have_count(1)

@@ -46,7 +46,8 @@ def read(path: Path) -> list[Rated]:
             r = json.loads(line)
             missing = [k for k in REQUIRED if k not in r]
             if missing or r["rating"] not in ("up", "down"):
-                raise ValueError(f"not a rated answer of `rag feedback export` (missing {', '.join(missing) or 'rating up/down'})")
+                raise ValueError("not a rated answer of `rag feedback export` "
+                                 f"(missing {', '.join(missing) or 'rating up/down'})")
             items.append(Rated(question=r["resolved_question"], kbs=list(r["kbs"]), good=r["rating"] == "up",
                                abstained=bool(r["abstained"]), confidence=float(r["confidence"]),
                                spans=[_span(c) for c in r["citations"] if not c.get("withheld")],

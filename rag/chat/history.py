@@ -161,11 +161,12 @@ class ConversationPanel:
             return [], render_panel([]), [], None, listing(owner, None), "", hidden, hidden, hidden
 
         self.delete_btn.click(delete, inputs=[self.conversation], outputs=opened, api_visibility="private",
-                              js="(c) => (c && confirm('Delete this conversation? Ratings given in it are kept.')) ? c : null")
+                              js="(c) => c && confirm('Delete this conversation? Ratings given in it stay.') ? c : null")
 
         def export(conversation, request: gr.Request):
             try:
-                return [gr.update(value=path, visible=True) for path in self.export_files(self.owner(request), conversation)]
+                paths = self.export_files(self.owner(request), conversation)
+                return [gr.update(value=path, visible=True) for path in paths]
             except RagError as e:
                 raise gr.Error(str(e)) from None
 

@@ -22,7 +22,8 @@ def add_parsers(sub, users_file) -> None:
     owner = argparse.ArgumentParser(add_help=False)
     who = owner.add_mutually_exclusive_group()
     who.add_argument("--user", help="only this login's conversations")
-    who.add_argument("--browser", metavar="ID", help="only this browser's (a server without logins: its page shows the ID)")
+    who.add_argument("--browser", metavar="ID",
+                     help="only this browser's (a server without logins: its page shows the ID)")
 
     p = sub.add_parser("history", help="the conversations kept by the chat: list, export")
     actions = p.add_subparsers(dest="action", required=True)
@@ -37,7 +38,8 @@ def add_parsers(sub, users_file) -> None:
     p = sub.add_parser("feedback", help="the ratings given to answers in the chat")
     actions = p.add_subparsers(dest="action", required=True)
     q = actions.add_parser("export", parents=[users_file, owner],
-                           help="JSONL, one rated answer a line: an evaluation set (bench/suites/answers.py --feedback)")
+                           help="JSONL, one rated answer a line: an evaluation set "
+                                "(bench/suites/answers.py --feedback)")
     q.add_argument("--rating", choices=("up", "down"), help="only thumbs up or only thumbs down")
     q.add_argument("--out", help="write to this file instead of standard output")
 

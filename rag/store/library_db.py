@@ -286,7 +286,8 @@ class LibraryStore:
         """Feedback records (of one conversation, or one owner; None: all), oldest first; kbs and answer decoded."""
         rows = self._db.execute(
             f"SELECT {', '.join(FEEDBACK)} FROM feedback WHERE (? IS NULL OR conversation = ?) "
-            "AND (? IS NULL OR owner = ?) ORDER BY created, conversation, n", (conversation, conversation, owner, owner))
+            "AND (? IS NULL OR owner = ?) ORDER BY created, conversation, n",
+            (conversation, conversation, owner, owner))
         out = []
         for row in rows:
             record = dict(zip(FEEDBACK, row))

@@ -279,6 +279,7 @@ def test_the_side_list_reopening_exporting_and_a_thumbs_down_with_a_comment(brow
         expect(history.locator("label")).to_have_count(1)
         expect(history).to_contain_text(PRESIDENTS)
         page.click("#rag-clear")
+        expect(page.locator('#rag-chat [data-testid="user"]')).to_have_count(0)  # ask() counts the turns shown
         ask(page, "When did Putin first take office?")
         expect(history.locator("label")).to_have_count(2)
         # reopen the first: both its turns come back, and a follow-up continues it
@@ -302,7 +303,8 @@ def test_the_side_list_reopening_exporting_and_a_thumbs_down_with_a_comment(brow
         shot(page, "feedback.png")
         page.click("#rag-comment-send")
         expect(page.locator("#rag-feedback")).to_be_hidden()
-        conversation = server.app.library.store.conversations()[0]["id"]
+        conversation = next(c["id"] for c in server.app.library.store.conversations()
+                            if c["title"] == "Putin's counterparts")
         rated = server.app.library.store.feedback(conversation=conversation)
         assert [(r["n"], r["rating"], r["comment"]) for r in rated] == \
             [(2, -1, "The question was about NATO chiefs only.")]

@@ -93,6 +93,7 @@ class ConversationPanel:
         app, kept = self.app, self.kept
         listing = lambda owner, value: gr.update(choices=self.choices(owner), value=value)  # noqa: E731
         hidden = gr.update(visible=False)
+        quiet = dict(api_visibility="private", show_progress="hidden")  # quick: no dimmed components meanwhile
 
         def chat(question, turns, k, mode, kbs, conversation, request: gr.Request):
             owner, who = self.owner(request), app.who(request.username)
@@ -135,7 +136,7 @@ class ConversationPanel:
             return (gr.update(value=render_chat(state), feedback_value=rated), render_panel(state, app.file_url),
                     state, row["id"], gr.skip(), row["title"], hidden, hidden, hidden)
 
-        self.history.input(reopen, inputs=[self.history], outputs=opened, api_visibility="private")
+        self.history.input(reopen, inputs=[self.history], outputs=opened, **quiet)
 
         def rename(conversation, title, request: gr.Request):
             owner = self.owner(request)
@@ -145,10 +146,9 @@ class ConversationPanel:
                 raise gr.Error(str(e)) from None
             return listing(owner, row["id"]), row["title"]
 
-        self.rename_btn.click(rename, inputs=[self.conversation, self.title], outputs=[self.history, self.title],
-                              api_visibility="private")
-        self.title.submit(rename, inputs=[self.conversation, self.title], outputs=[self.history, self.title],
-                          api_visibility="private")
+        rename_io = dict(fn=rename, inputs=[self.conversation, self.title], outputs=[self.history, self.title], **quiet)
+        self.rename_btn.click(**rename_io)
+        self.title.submit(**rename_io)
 
         def delete(conversation, request: gr.Request):
             if not conversation:  # nothing open, or the browser's confirmation said no
@@ -160,8 +160,8 @@ class ConversationPanel:
                 raise gr.Error(str(e)) from None
             return [], render_panel([]), [], None, listing(owner, None), "", hidden, hidden, hidden
 
-        self.delete_btn.click(delete, inputs=[self.conversation], outputs=opened, api_visibility="private",
-                              js="(c) => c && confirm('Delete this conversation? Ratings given in it stay.') ? c : null")
+        self.delete_btn.click(delete, inputs=[self.conversation], outputs=opened, **quiet,
+                              js="(c) => c && confirm('Delete this conversation? Its ratings stay.') ? c : null")
 
         def export(conversation, request: gr.Request):
             try:
@@ -170,7 +170,7 @@ class ConversationPanel:
             except RagError as e:
                 raise gr.Error(str(e)) from None
 
-        self.export_btn.click(export, inputs=[self.conversation], outputs=self.files, api_visibility="private")
+        self.export_btn.click(export, inputs=[self.conversation], outputs=self.files, **quiet)
 
         def rate(turns, conversation, data: gr.LikeData, request: gr.Request):
             index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
@@ -188,7 +188,7 @@ class ConversationPanel:
             return gr.update(visible=True), gr.update(value="", placeholder=prompt), turn["n"]
 
         chatbot.like(rate, inputs=[turns, self.conversation], outputs=[self.feedback_row, self.comment, self.rated],
-                     api_visibility="private")
+                     **quiet)
 
         def send(conversation, rated, comment, request: gr.Request):
             try:
@@ -200,7 +200,7 @@ class ConversationPanel:
             return hidden, ""
 
         send_io = dict(fn=send, inputs=[self.conversation, self.rated, self.comment],
-                       outputs=[self.feedback_row, self.comment], api_visibility="private")
+                       outputs=[self.feedback_row, self.comment], **quiet)
         self.send_btn.click(**send_io)
         self.comment.submit(**send_io)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model import Answer
+from ..model import Answer, Citation
 from .align import align, normalized
 from .words import span_boxes
 
@@ -202,17 +202,39 @@ def locate(answer: Answer, store_of, passwords=()) -> None:
         for c in wanted:
             hit = answer.passages[c.passage]
             page = pages.get((hit.kb, hit.chunk_id))
-            try:
-                placed = _place(c, page, open_file) if page else None
-            except Exception as e:  # a page pdfium cannot read: the citation stands without boxes
-                log.warning("no boxes for %s page %s: %s: %s", c.source, c.page, type(e).__name__, e)
-                placed = None
-            if placed and placed[0]:
-                c.boxes, c.page_width, c.page_height = placed[0], round(placed[1], 2), round(placed[2], 2)
+            if page:
+                _fill(c, page, open_file)
     finally:
         for pdf in opened.values():
             if pdf is not None:
                 pdf.close()
+
+
+def locate_one(c: Citation, page: dict, passwords=()) -> None:
+    """Give one citation into the stored `page` (Store.page_of) its boxes, as locate() does: the page view's,
+    which has the citation's span from its link and nothing of the answer."""
+    opened = []
+
+    def open_file(path: str, file_hash: str):
+        opened.append(open_pdf(path, file_hash, passwords))
+        return opened[-1]
+
+    try:
+        _fill(c, page, open_file)
+    finally:
+        for pdf in opened:
+            if pdf is not None:
+                pdf.close()
+
+
+def _fill(c: Citation, page: dict, open_file) -> None:
+    try:
+        placed = _place(c, page, open_file)
+    except Exception as e:  # a page pdfium cannot read: the citation stands without boxes
+        log.warning("no boxes for %s page %s: %s: %s", c.source, c.page, type(e).__name__, e)
+        placed = None
+    if placed and placed[0]:
+        c.boxes, c.page_width, c.page_height = placed[0], round(placed[1], 2), round(placed[2], 2)
 
 
 def _place(c, page: dict, open_file) -> tuple[list[Box], float, float] | None:

@@ -108,6 +108,16 @@ def test_ligatures_and_hyphenated_words_are_covered(pdfs, pages_index):
     pdf.close()
 
 
+def test_held_takes_a_glyph_pdfium_cannot_name_for_any_character_and_a_line_end_hyphen_as_optional():
+    """pdfium gives a control character for a glyph without a Unicode map (TeX's ϵ, ′, ‖), and may read a
+    list's dash at a line end, which looks like a word broken there."""
+    assert held("an ϵ parameter, D′ and ‖f‖1.", "an \x02 parameter, D\x03 and \x06f\x061.") == (True, 0)
+    assert held("- Isolated:  boolean", "- \nIsolated: boolean")[0]
+    assert held("the contribu-\ntion of each", "the contribu\r\ntion of each")[0]
+    assert held("Computational", "Computa\x02tional")[0]
+    assert not held("an ϵ parameter", "an parameter")[0] and not held("exp(ϵ)", "exp(x)")[0]
+
+
 def test_table_rows_with_repeated_headers_map_only_their_cells(pdfs):
     """The stored text of a table will be rows of 'Header: cell' pairs: the cells map to their boxes, the
     inserted header names and separators to nothing."""

@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 LAYOUTS = 64  # pages whose characters, boxes and alignment are kept (~100 KB each for a dense page)
 GAP = 2  # a line's cited characters separated by more than this many uncited ones get a rectangle each
 Box = tuple[float, float, float, float]
-_LINE_END_HYPHEN = re.compile("[-\u2010]\\s*\n\\s*|\x02")
+_LINE_END_HYPHEN = re.compile("[-\u2010]\\s*\n\\s*|\x02")  # pdfium's \x02: a hyphen it took for a word break
+# held(): in a read-back, a hyphen at a line end, and a glyph pdfium could not name (a control character)
+_LINE_END, _HYPHEN, _ANY = re.compile("[-\u2010]\\s*\n\\s*"), "\ue000", "\ue001"
+_UNNAMED = re.compile("[\x01-\x08\x0b\x0e-\x1f]")
 
 
 @dataclass(kw_only=True)
@@ -269,13 +272,17 @@ def text_in(page, boxes: list[Box]) -> str:
 
 
 def held(sentence: str, read_back: str) -> tuple[bool, int]:
-    """Does `read_back` (text_in of a citation's boxes) contain `sentence`, whitespace and hyphenation aside,
-    and how many characters more does it have?"""
-    a, b = _squashed(sentence), _squashed(read_back)
-    return a in b, len(b) - len(a)
+    """Does `read_back` (text_in of a citation's boxes) contain `sentence`, whitespace and the hyphens of words
+    broken at a line end aside, and how many characters more does it have? A glyph pdfium cannot name (it gives
+    a control character: a font without a Unicode map, as TeX's math fonts) stands for any one character; a
+    hyphen at a line end of the read-back may be the sentence's own hyphen ("- Isolated", a list's dash) or none."""
+    a = _squashed(_LINE_END_HYPHEN.sub("", sentence))
+    b = _squashed(_UNNAMED.sub(_ANY, _LINE_END.sub(_HYPHEN, read_back)))
+    maybe = f"[{_HYPHEN}{_ANY}]*"
+    pattern = "".join(f"{maybe}(?:{re.escape(c)}|{_ANY}{'|' + _HYPHEN if c in '-‐' else ''})" for c in a)
+    return re.search(pattern, b) is not None, len(b.replace(_HYPHEN, "")) - len(a)
 
 
 def _squashed(text: str) -> str:
-    """The text without whitespace, soft hyphens or the hyphens of words broken at a line end (pdfium drops
-    or marks those: "at\\r\\ntribution", "Computa\\x02tional")."""
-    return normalized(_LINE_END_HYPHEN.sub("", text))[0]
+    """The text without whitespace or soft hyphens."""
+    return normalized(text)[0]

@@ -33,7 +33,8 @@ def routes(*, auth, library, settings, file_url) -> APIRouter:
 
     def resolve(request: Request, values: list[str], i: int):
         """(the spans, the one shown with its stored text, its stored page), or the HTTP refusal."""
-        if auth.principal(request) is None:
+        who = auth.principal(request)
+        if who is None:
             raise HTTPException(401, "log in first (POST /login), or send Authorization: Bearer TOKEN")
         try:
             spans = read_spans(values)
@@ -44,7 +45,7 @@ def routes(*, auth, library, settings, file_url) -> APIRouter:
         cited = spans[i]
         missing = HTTPException(404, "no such cited text in a knowledge base you may read")
         try:
-            auth.access.require_read(auth.principal(request), cited.kb)
+            auth.access.require_read(who, cited.kb)
             page = library.index(cited.kb, build=False).store.page_of(cited.source, cited.doc_id, cited.page)
         except RagError:
             raise missing from None

@@ -21,7 +21,7 @@ from lxml import html as lxml_html
 from helpers import SLOW, ask, print_pdfs, serve_chat, shot, wait_until_idle
 from rag import Library, Settings
 from rag.chat.render import render_sources
-from rag.pages.view import POLICY, read_spans, view_query
+from rag.pages.view import MAX_SPANS, POLICY, read_spans, view_query
 from rag.users import add_user
 
 PASSWORDS = {"rita": "rita-Secret-51", "otto": "otto-Secret-52"}
@@ -221,6 +221,14 @@ def test_the_sources_panel_links_each_citation_to_its_view(pdf_answer):
         spans = read_spans([v for k, v in parse_qsl(href[5:]) if k == "c"])
         assert [(s.source, s.page, s.start, s.end, s.kb) for s in spans] == \
             [(c["source"], c["page"], c["start"], c["end"], c["kb"]) for c in pdf_answer["citations"]]
+
+
+def test_a_link_carries_at_most_max_spans_citations_the_one_shown_among_them():
+    citations = [{"n": n, "kb": "papers", "source": "a.pdf", "doc_id": "a.pdf", "page": 1, "start": n, "end": n + 5}
+                 for n in range(1, 101)]
+    query = parse_qsl(view_query(citations, 79))
+    spans = read_spans([v for k, v in query if k == "c"])
+    assert len(spans) == MAX_SPANS and spans[int(dict(query)["i"])].n == 80 and spans[-1].n == 80
 
 
 # ---- in Chromium -------------------------------------------------------------------------------------

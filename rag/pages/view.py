@@ -132,13 +132,15 @@ def _document(text: str, start: int, end: int) -> str:
 
 def view_query(citations: list[dict], i: int) -> str:
     """The query string of the view of citations[i] (Answer.to_dict()'s), carrying every citation's span:
-    [n, kb, source, page, start, end], and doc_id where it is not the source (a JSONL record)."""
+    [n, kb, source, page, start, end], and doc_id where it is not the source (a JSONL record); of an answer
+    with more than MAX_SPANS citations, the MAX_SPANS up to the one shown."""
+    first = max(0, i - MAX_SPANS + 1)
     spans = []
-    for c in citations[:MAX_SPANS]:
+    for c in citations[first:first + MAX_SPANS]:
         span = [c.get("n"), c.get("kb") or "", c.get("source"), c.get("page"), c.get("start"), c.get("end")]
         spans.append(json.dumps(span + ([c["doc_id"]] if c.get("doc_id", c.get("source")) != c.get("source") else []),
                                 separators=(",", ":"), ensure_ascii=False))
-    return urlencode([("i", i)] + [("c", s) for s in spans])
+    return urlencode([("i", i - first)] + [("c", s) for s in spans])
 
 
 def read_spans(values: list[str]) -> list[Citation]:

@@ -27,13 +27,14 @@ from rag.users import add_user
 PASSWORDS = {"rita": "rita-Secret-51", "otto": "otto-Secret-52"}
 SCAN_LINES = ["The lighthouse keeper of Varnholm logged", "two hundred ships in the winter storms.",
               "Every ship was named in his ledger."]
+TIDE_LINES = ["High water at Kelmsby harbour falls", "at eleven minutes past four."]
 TEXT = "The ferry to Oskarsholm leaves at seven in the morning.\nTickets are sold on board only.\n"
 DOCX = ["Quarterly memo.", "The canteen on the fourth floor closes early on Fridays."]
 HTML = "<html><body><main><h1>Notice</h1><p>The archive reading room reopens in the spring.</p></main></body></html>"
 
 
 def scanned_page(path, lines, dpi=200):
-    """An A5 page of text as pixels only, saved as an image-only PDF (what a scanner gives)."""
+    """An A5 page of text as pixels only, saved as an image-only PDF (what a scanner gives) or an image."""
     from PIL import Image, ImageDraw, ImageFont
 
     image = Image.new("L", (round(5.83 * dpi), round(8.27 * dpi)), 255)
@@ -61,6 +62,7 @@ def served(tmp_path_factory, embedder):
     for name in ("one-column.pdf", "two-columns.pdf"):
         shutil.copy(printed[name], papers / name)
     scanned_page(papers / "lighthouse.pdf", SCAN_LINES)
+    scanned_page(papers / "tide-table.png", TIDE_LINES, dpi=150)
     (papers / "ferry.txt").write_text(TEXT)
     import docx
 
@@ -176,6 +178,25 @@ def test_an_ocr_page_says_so_and_shows_the_cited_region_of_the_scan(served):
     assert region.width < whole.width * 2 and region.height < whole.height  # the lines around the quote only
     dark = (np.asarray(region) < 100).mean()
     assert 0.02 < dark < 0.5  # the scan's own letters are in it
+
+
+def test_a_scanned_image_shows_itself_highlighted_and_its_cited_region(served):
+    from PIL import Image
+
+    store = served.app.library.index("papers", build=False).store
+    text = store.document_text("tide-table.png", "tide-table.png", None)
+    start = text.index("eleven")
+    citations = [{"n": 1, "kb": "papers", "source": "tide-table.png", "doc_id": "tide-table.png", "page": None,
+                  "start": start, "end": start + len("eleven minutes"), "ocr": True}]
+    assert "page</a>" in render_sources({"citations": citations, "passages": []})
+    rita = login(served.url, "rita")
+    tree = lxml_html.fromstring(rita.get("cite?" + view_query(citations, 0)).text)
+    assert "read from a scan by OCR" in tree.text_content() and len(tree.xpath("//figure/span[@class='line']")) == 1
+    whole = Image.open(io.BytesIO(rita.get(tree.xpath("//figure/img/@src")[0]).content))
+    region = Image.open(io.BytesIO(rita.get(tree.xpath("//aside/img[@class='scan']/@src")[0]).content))
+    scan = Image.open(served.app.library.get("papers").corpus_dir / "tide-table.png")
+    assert whole.width / whole.height == pytest.approx(scan.width / scan.height, abs=0.01)  # the whole image
+    assert region.height < whole.height / 4 and (np.asarray(region.convert("L")) < 100).mean() > 0.02
 
 
 @pytest.mark.parametrize("source, sentence", [("ferry.txt", "Tickets are sold on board only."),

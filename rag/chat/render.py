@@ -96,7 +96,7 @@ def view_link(citations: list[dict], i: int) -> str:
     c = citations[i]
     if not c.get("kb") or not c.get("source"):
         return ""
-    label, title = (("page", "the cited lines on the page") if c.get("page") is not None
+    label, title = (("page", "the cited lines on the page") if c.get("page") is not None or c.get("ocr")
                     else ("in context", "the cited sentence in its document"))
     return (f' <a class="rag-view" href="cite?{esc(view_query(citations, i))}" target="_blank" rel="noopener" '
             f'title="{title}">{label}</a>')

@@ -314,3 +314,17 @@ def test_page_view_html_for_a_pdf_an_ocr_page_and_a_text_file():
     assert not doc.xpath("//figure") and doc.xpath("//a[@href='/file/notes.txt']")
     shown = doc.xpath("//pre")[0].text_content()
     assert len(shown) < 45_000 and shown.endswith("…")  # a long document is cut around the span
+
+
+def test_a_view_link_leaves_withheld_citations_out():
+    """A citation into a KB the reader lost is {"n", "withheld"}: nothing of it goes into the link, and the others
+    still open at the right index."""
+    from urllib.parse import parse_qs
+
+    from rag.pages.view import read_spans, view_query
+
+    shown = {"n": 2, "kb": "hr", "source": "notes.txt", "doc_id": "notes.txt", "page": None, "start": 4, "end": 9}
+    query = parse_qs(view_query([{"n": 1, "withheld": True}, shown], 1))
+    assert query["i"] == ["0"] and len(query["c"]) == 1
+    (span,) = read_spans(query["c"])
+    assert (span.n, span.kb, span.source, span.start, span.end) == (2, "hr", "notes.txt", 4, 9)

@@ -134,8 +134,8 @@ def view_query(citations: list[dict], i: int) -> str:
     """The query string of the view of citations[i] (Answer.to_dict()'s), carrying every citation's span:
     [n, kb, source, page, start, end], and doc_id where it is not the source (a JSONL record); of an answer
     with more than MAX_SPANS citations, the MAX_SPANS up to the one shown. Withheld citations are left out."""
-    shown = [c for c in citations if c.get("kb") and c.get("source")]  # a withheld citation has neither
-    i = shown.index(citations[i])
+    viewable = [bool(c.get("kb") and c.get("source")) for c in citations]  # a withheld citation has neither
+    shown, i = [c for c, v in zip(citations, viewable) if v], sum(viewable[:i])
     first = max(0, i - MAX_SPANS + 1)
     spans = []
     for c in shown[first:first + MAX_SPANS]:

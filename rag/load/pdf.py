@@ -20,6 +20,11 @@ from ..model import Document
 from . import ocr
 
 SUFFIXES = (".pdf",)
+KIND = "PDF (pypdf, pdfplumber)"
+FORMAT = ('one document per page (1-based page numbers), text by pypdf; tables found by pdfplumber are stored '
+          'as rows carrying their column names, in place of their cells; encrypted PDFs open with an empty or '
+          'given password; a page without a text layer, or whose text comes out garbled (a font without a '
+          'Unicode map), is read by OCR')
 
 log = logging.getLogger(__name__)
 

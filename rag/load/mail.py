@@ -25,7 +25,9 @@ FORMAT = ("From, To, Date and Subject, then the plain or HTML body; each attachm
           "a document named `mail.eml/agenda.txt`; a .mbox gives each message as a page")
 HEADERS = ("From", "To", "Date", "Subject")
 MAX_DEPTH = 4  # messages attached to messages, read this deep
-_FROM_LINE = re.compile(rb"^From .*\n?", re.MULTILINE)  # what starts each message of an mbox
+# what starts each message of an mbox: a "From " line at the start or after a blank line (a body line that
+# starts with "From " follows a line of text, or is written ">From " by the mailbox's writer)
+_FROM_LINE = re.compile(rb"(?:\A|(?<=\n\n)|(?<=\r\n\r\n))From .*\n?")
 _QUOTED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)  # mboxrd's escaping of body lines
 
 

@@ -1,5 +1,8 @@
 """PDF: one Document per page (1-based page numbers), text by pypdf, or by OCR where a page has none.
 
+Tables on text pages (found by pdfplumber: rag/load/pdf_tables.py) replace their cells in pypdf's text
+by rows that carry their column names; the rest of the page's text is pypdf's.
+
 Encrypted files open with the empty password or a given one; broken cross-reference tables are
 repaired. A page without a text layer (a scan) or whose text comes out garbled (a font without a
 Unicode map) is rendered by pdfium and read by Tesseract (rag/load/ocr.py); its Document says ocr=True.
@@ -18,6 +21,7 @@ from typing import Iterator, NamedTuple
 from ..errors import DocumentError
 from ..model import Document
 from . import ocr
+from .pdf_tables import PageTables
 
 SUFFIXES = (".pdf",)
 KIND = "PDF (pypdf, pdfplumber)"
@@ -133,22 +137,27 @@ def _read_pdf(path: Path, source: str, data: bytes, options, notes) -> list:
         raise DocumentError(path, "PDF has no pages")
 
     docs, failures, scans = {}, [], []
-    for number in range(1, count + 1):
-        try:
-            page = reader.pages[number - 1]
-            text = clean_pdf_text(page.extract_text() or "")
-        except Exception as e:  # one bad page must not lose the others
-            failures.append(f"page {number}: {type(e).__name__}: {e}")
-            continue
-        share = garbled_share(text)
-        if share >= GARBLED_SHARE:  # citing it would quote garbage
-            why = (f"its text comes out garbled ({share:.0%} of the characters are not real ones: a font without a "
-                   "Unicode map)")
-            scans.append(_Scan(number, why, *_page_resources(page)))
-        elif text.strip():
-            docs[number] = Document(source=source, doc_id=source, text=text, page=number)
-        else:
-            scans.append(_Scan(number, "", *_page_resources(page)))
+    tables = PageTables(data, password, clean_pdf_text)
+    try:
+        for number in range(1, count + 1):
+            try:
+                page = reader.pages[number - 1]
+                text = clean_pdf_text(page.extract_text() or "")
+            except Exception as e:  # one bad page must not lose the others
+                failures.append(f"page {number}: {type(e).__name__}: {e}")
+                continue
+            share = garbled_share(text)
+            if share >= GARBLED_SHARE:  # citing it would quote garbage
+                why = (f"its text comes out garbled ({share:.0%} of the characters are not real ones: a font without "
+                       "a Unicode map)")
+                scans.append(_Scan(number, why, *_page_resources(page)))
+            elif text.strip():
+                text, rows = tables.place(number, text)
+                docs[number] = Document(source=source, doc_id=source, text=text, page=number, rows=rows)
+            else:
+                scans.append(_Scan(number, "", *_page_resources(page)))
+    finally:
+        tables.close()
     why_not = ocr.unavailable(options.ocr, options.ocr_language) if scans else None
     if why_not:
         failures += [f"page {s.number}: {s.garbled or 'no text layer, only images (scanned?)'}; {why_not}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Iterator
 
@@ -113,7 +114,8 @@ def _number(value: float, number_format: str) -> str:
         head, _, power = f"{value:.{decimals}E}".partition("E")
         number = f"{head}E{int(power):+03d}"
     else:
-        number = f"{value:,.{decimals}f}" if "," in integer else f"{value:.{decimals}f}"
+        rounded = Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_UP)  # as Excel rounds
+        number = f"{rounded:,f}" if "," in integer else f"{rounded:f}"
         if not integer.strip("#,") and number.lstrip("-").startswith("0."):
             number = number.replace("0.", ".", 1)  # "#.00" shows .5, not 0.5
     out, placed = [], False

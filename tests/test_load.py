@@ -90,7 +90,7 @@ def test_utf8_bom_is_dropped(tmp_path):
         ("utf16.txt", "hello".encode("utf-16"), "UTF-16"),
         ("fake.pdf", b"<html><body>not a pdf</body></html>", "not a PDF"),
         ("garbage.pdf", b"%PDF-1.4\n" + bytes(range(256)) * 8, "PDF"),
-        ("data.csv", b"a,b\n1,2\n", "unsupported file type"),
+        ("slides.key", b"PK\x03\x04keynote", "unsupported file type"),
     ],
 )
 def test_bad_files_fail_clearly_naming_the_file(tmp_path, name, data, reason):
@@ -411,7 +411,7 @@ def test_pypdf_warnings_stay_off_stderr():
 def test_find_files_skips_hidden_and_unsupported(tmp_path):
     (tmp_path / "a.txt").write_text("a")
     (tmp_path / "b.PDF").write_bytes(b"%PDF-")
-    (tmp_path / "c.csv").write_text("x")
+    (tmp_path / "c.key").write_text("x")
     (tmp_path / ".hidden.txt").write_text("h")
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "x.md").write_text("x")
@@ -420,7 +420,7 @@ def test_find_files_skips_hidden_and_unsupported(tmp_path):
     found, skipped, failed = find_files([tmp_path])
     assert [(f.relative_to(tmp_path).as_posix(), root) for f, root in found] == [
         ("a.txt", tmp_path), ("b.PDF", tmp_path), ("sub/d.jsonl", tmp_path)]
-    assert skipped == [tmp_path / "c.csv"]
+    assert skipped == [tmp_path / "c.key"]
     assert find_files([tmp_path / "a.txt"]) == ([(tmp_path / "a.txt", tmp_path)], [], [])
     with pytest.raises(DocumentError, match="no such file"):
         find_files([tmp_path / "nope"])

@@ -5,7 +5,8 @@ Three kinds are found, each with the page's words and drawn lines as pdfplumber 
 - between rules: horizontal rules of one width above and below, columns set apart by space only (the
   booktabs style of papers); the rows above the first inner rule name the columns;
 - unruled: three or more lines whose words fall into the same two or more columns, set apart by gaps
-  wider than a space, with short cells (prose is never read as a table).
+  wider than a space, with short cells, under a first row of column names (prose, a table of contents
+  or aligned numbers without names are left as text).
 
 Where a table goes in the text: pypdf's page text keeps the characters in the order the page draws
 them, and so does pdfplumber; the table's characters, whitespace left out, are found in that order in
@@ -21,7 +22,7 @@ import logging
 import statistics
 from typing import Callable, NamedTuple
 
-from .table import table_lines
+from .table import header_rows, table_lines
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class PageTables:
             if self.pdf is None and not self.failed:
                 import pdfplumber
 
+                _quiet_pdfminer()
+
                 self.pdf = pdfplumber.open(io.BytesIO(self.data), password=self.password or "")
             if self.pdf is None:
                 return text, []
@@ -71,6 +74,19 @@ class PageTables:
     def close(self) -> None:
         if self.pdf is not None:
             self.pdf.close()
+
+
+class _Debug(logging.Handler):
+    def emit(self, record):
+        log.debug("pdfminer: %s", record.getMessage())
+
+
+def _quiet_pdfminer() -> None:
+    """pdfminer warns through logging about damage pypdf has reported already: keep it off stderr."""
+    logger = logging.getLogger("pdfminer")
+    if not any(isinstance(h, _Debug) for h in logger.handlers):
+        logger.addHandler(_Debug())
+        logger.propagate = False
 
 
 def find_tables(page, clean=lambda s: s) -> list[PageTable]:
@@ -93,7 +109,8 @@ def find_tables(page, clean=lambda s: s) -> list[PageTable]:
             words = [w for w in words if not _inside(w, bbox)]
     for block in _unruled_blocks(_lines(words)):
         grid = _grid(block, strict=True)
-        if grid:
+        if grid and header_rows(grid[0]):  # without names over its columns, aligned text (a table of
+            # contents, a list of figures) is left as text
             rows, _ = grid
             bbox = (min(w["x0"] for line in block for w in line), block[0][0]["top"],
                     max(w["x1"] for line in block for w in line), max(w["bottom"] for w in block[-1]))

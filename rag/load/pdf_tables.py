@@ -308,6 +308,6 @@ def _grid(lines, strict: bool):
     filled = [c for row in rows for c in row if c]
     if strict and (misfits > len(lines) // 4 or statistics.median(len(c) for c in filled) > MAX_CELL / 2):
         return None
-    if not _enough(rows):
+    if len(rows) < 3 or not _enough(rows):  # two lines between rules: a heading's decoration, no table
         return None
     return rows, tops

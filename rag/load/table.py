@@ -19,8 +19,8 @@ from ..model import CELL_SEPARATOR as SEPARATOR
 Row = Sequence["str | None"]  # a cell is its text; None where a merged cell on its left covers it
 
 _SPACE = re.compile(r"\s+")
-# a value, not a name: a number with its sign, thousands separators, decimals, percent or currency
-_QUANTITY = re.compile(r"[-+−(]?[$€£¥]?\s?\d[\d,.\s]*%?\)?")
+# a value, not a name: a number with its sign, thousands separators, decimals, percent, currency or unit
+_QUANTITY = re.compile(r"[-+−(]?[$€£¥]?\s?\d[\d,.\s]*%?\)?(?:\s?[A-Za-z€$£¥]{1,4}\.?)?")
 _YEAR = re.compile(r"(1[89]|20|21)\d\d")
 
 
@@ -64,18 +64,21 @@ def column_names(header: Sequence[Row], width: int) -> list[str]:
 def table_lines(rows: Sequence[Row], header: int | None = None) -> list[str]:
     """One line per row (empty rows left out), each value after its column's name.
 
-    `header`: how many leading rows name the columns; None guesses (header_rows). A table without
-    names gives its cells joined by " | "; a cell merged over several columns gives its text alone,
-    as does a row with only one cell (a section label inside the table)."""
+    `header`: how many leading rows name the columns; None guesses (header_rows), after leading rows
+    of a single cell (a title over the table: written alone). A table without names gives its cells
+    joined by " | "; a cell merged over several columns gives its text alone, as does a row with
+    only one cell (a section label inside the table)."""
     rows = [[None if c is None else cell_text(c) for c in row] for row in rows]
     rows = [row for row in rows if any(row)]
+    lines = []
+    while header is None and len(rows) > 1 and sum(bool(c) for c in rows[0]) == 1 < len(rows[0]):
+        lines.append(next(c for c in rows.pop(0) if c))  # a title over the table, not a column's name
     if header is None:
         header = header_rows(rows)
     if header >= len(rows):  # names and nothing under them: the names are the content
         header = 0
     width = max((len(r) for r in rows), default=0)
     names = column_names(rows[:header], width) if header else [""] * width
-    lines = []
     for row in rows[header:]:
         filled = [i for i, c in enumerate(row) if c]
         parts = []

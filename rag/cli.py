@@ -130,6 +130,7 @@ def _quiet_libraries(settings: Settings) -> None:
 
 def cmd_index(args, settings: Settings) -> int:
     from .index import Index
+    from .load import skipped_summary
 
     _quiet_libraries(settings)
     index = Index.open(settings=settings)
@@ -147,7 +148,7 @@ def cmd_index(args, settings: Settings) -> int:
         print(f"indexed {len(report.added)} file(s), {report.unchanged} unchanged, {len(report.removed)} removed; "
               f"{report.chunks} chunks written, {report.embedded} embedded, in {report.seconds:.1f}s")
         if report.skipped:
-            print(f"skipped {len(report.skipped)} file(s) of unsupported type")
+            print(skipped_summary(report.skipped))
         if report.failed:
             print(f"{len(report.failed)} file(s) could not be indexed:")
             for e in report.failed:

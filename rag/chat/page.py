@@ -27,7 +27,7 @@ from .app import MAX_K, ChatApp
 from .render import render_panel
 from .safe_files import SafeFiles
 from .throttle import LoginThrottle
-from .uploads import MAX_UPLOAD_MB
+from .uploads import MAX_UPLOAD_MB, accepted_types
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -68,7 +68,8 @@ def build_app(settings, max_upload_mb: float = MAX_UPLOAD_MB, access: Access | N
                 reindex_btn = gr.Button("Re-index", elem_id="rag-reindex", size="sm", scale=0, min_width=110, visible=not gated)
             if gated:
                 logout_btn = gr.Button("Log out", elem_id="rag-logout", link="logout", size="sm", scale=0, min_width=90)
-        upload_log = gr.HTML("", elem_id="rag-upload-log")
+        upload_log = gr.HTML(accepted_types(app.max_upload_bytes) if can_add and not gated else "",
+                             elem_id="rag-upload-log")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=360):
                 chatbot = gr.Chatbot(

@@ -1,6 +1,7 @@
 """E-mail (the standard email package): a .eml message, or each message of a .mbox mailbox numbered as a page.
 
-A message is a Document: From, To, Date and Subject as a header block, then its plain-text body (else
+A message is a Document: From, To, Date and Subject as a header block (each line kept whole, as a
+table row is), then its plain-text body (else
 its HTML body's visible text, read as a web page). Each attachment is read by the loader of its own
 type as documents of their own, named after the message: `mail.eml/agenda.txt`, or
 `box.mbox/3/agenda.txt` for the third message of a mailbox. A text attachment is taken in the charset
@@ -18,6 +19,7 @@ from typing import Iterator
 from ..errors import DocumentError
 from ..model import Document
 from . import html
+from .table import Layout
 
 SUFFIXES = (".eml", ".mbox")
 KIND = "E-mail (email)"
@@ -54,9 +56,13 @@ def _message(path: Path, source: str, raw: bytes, options, page, name: str, dept
         raise DocumentError(path, f"cannot read {where} ({type(e).__name__}: {e})") from None
     if not head and not body:
         raise DocumentError(path, "not an e-mail message (no From, To, Date or Subject header, no body)")
-    text = "\n".join(head) + ("\n\n" + body if body else "")
+    layout = Layout()
+    for line in head:  # each header line is one sentence of its own, kept whole like a table row
+        layout.add(line, "\n", row=True)
+    if body:
+        layout.add(body)
     subject = " ".join(str(message["Subject"] or "").split())
-    yield Document(source=source, doc_id=source, text=text, page=page, title=subject)
+    yield Document(source=source, doc_id=source, text=layout.text, page=page, title=subject, rows=layout.rows)
     yield from _attachments(path, message, options, name, depth)
 
 

@@ -65,14 +65,14 @@ def table_lines(rows: Sequence[Row], header: int | None = None) -> list[str]:
     """One line per row (empty rows left out), each value after its column's name.
 
     `header`: how many leading rows name the columns; None guesses (header_rows), after leading rows
-    of a single cell (a title over the table: written alone). A table without names gives its cells
+    with only their first cell filled (a title over the table: written alone). A table without names gives its cells
     joined by " | "; a cell merged over several columns gives its text alone, as does a row with
     only one cell (a section label inside the table)."""
     rows = [[None if c is None else cell_text(c) for c in row] for row in rows]
     rows = [row for row in rows if any(row)]
     lines = []
-    while header is None and len(rows) > 1 and sum(bool(c) for c in rows[0]) == 1 < len(rows[0]):
-        lines.append(next(c for c in rows.pop(0) if c))  # a title over the table, not a column's name
+    while header is None and len(rows) > 1 and rows[0][0] and not any(rows[0][1:]) and len(rows[0]) > 1:
+        lines.append(rows.pop(0)[0])  # a title over the table (its first cell alone), not a column's name
     if header is None:
         header = header_rows(rows)
     if header >= len(rows):  # names and nothing under them: the names are the content

@@ -462,7 +462,7 @@ def test_a_page_whose_resources_fail_to_parse_is_reported_with_ocr_off(tmp_path,
     assert [(d.page, d.text) for d in docs_of(items)] == [(1, "The first page tells of the harbour.")]
     [error] = [e for e in items if isinstance(e, DocumentError)]
     assert "1 of 2 pages could not be read" in error.reason and "page 2:" in error.reason
-    assert "page 2: pypdf could not parse it (Pdf" in error.reason  # the real reason: not a blank page, not OCR's
+    assert "page 2: no extractable text: pypdf could not parse it (Pdf" in error.reason  # the real reason: not a blank page, not OCR's
 
 
 def test_an_undamaged_two_page_pdf_loads_whole(tmp_path):

@@ -152,7 +152,8 @@ def _read_pdf(path: Path, source: str, data: bytes, options, notes) -> list:
             except Exception as e:  # one bad page must not lose the others
                 failures.append(f"page {number}: {type(e).__name__}: {e}")
                 continue
-            damage = next((f"pypdf could not parse it ({n})" for n in notes[seen:] if _DAMAGE.search(n)), "")
+            damage = next((f"no extractable text: pypdf could not parse it ({n})" for n in notes[seen:]
+                           if _DAMAGE.search(n)), "")
             share = garbled_share(text)
             if share >= GARBLED_SHARE:  # citing it would quote garbage
                 why = damage or (f"its text comes out garbled ({share:.0%} of the characters are not real ones: a "

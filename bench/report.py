@@ -32,6 +32,8 @@ HOW = {
                         "`--dry-run` only reports)",
     "probe_reading.md": "`.venv/bin/python bench/probe_reading.py` (tune data only, about 5 minutes)",
     "citations.md": "`.venv/bin/python bench/citations.py`",
+    "formats.md": "`.venv/bin/python bench/suites/formats.py` (files of each format made by the bench; the tables of "
+                  "ALCE.pdf against a truth typed by hand)",
     "calibration.md": "`.venv/bin/python bench/calibrate_support.py`",
 }
 

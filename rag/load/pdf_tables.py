@@ -119,7 +119,10 @@ def find_tables(page, clean=lambda s: s) -> list[PageTable]:
 
 
 def place_tables(text: str, tables: list[PageTable]) -> tuple[str, list[tuple[int, int]], int]:
-    """The page text with each table's span replaced by its rows: (text, row spans, tables placed)."""
+    """The page text with each table's span replaced by its rows: (text, row spans, tables placed).
+
+    Only the tables' spans change: the text before, between and after them is kept character for
+    character, a line break added where a table began or ended inside a line."""
     kept = [i for i, ch in enumerate(text) if not ch.isspace()]
     squeezed = "".join(text[i] for i in kept)
     spans = []
@@ -127,34 +130,35 @@ def place_tables(text: str, tables: list[PageTable]) -> tuple[str, list[tuple[in
         at = squeezed.find(t.chars) if t.chars else -1
         if at < 0 or squeezed.find(t.chars, at + 1) >= 0:  # not there, or not in one place only
             continue
-        a, b = kept[at], kept[at + len(t.chars) - 1] + 1
-        a = text.rfind("\n", 0, a) + 1 if not text[text.rfind("\n", 0, a) + 1:a].strip() else a
-        end = text.find("\n", b)
-        b = (len(text) if end < 0 else end) if not text[b:len(text) if end < 0 else end].strip() else b
+        a, b = _whole_lines(text, kept[at], kept[at + len(t.chars) - 1] + 1)
         lines = table_lines(t.rows, t.header)
         if lines and not any(a < y and x < b for x, y, _ in spans):
             spans.append((a, b, lines))
-    out, rows, at = [], [], 0
-    length = 0
+    parts, rows, size, at = [], [], 0, 0
     for a, b, lines in sorted(spans):
-        before = text[at:a]
-        if before and not before.endswith("\n"):
-            before += "\n"
-        out.append(before)
-        length += len(before)
+        pieces = [text[at:a], "\n" if a and text[a - 1] != "\n" else ""]
         for i, line in enumerate(lines):
-            if i:
-                out.append("\n")
-                length += 1
-            rows.append((length, length + len(line)))
-            out.append(line)
-            length += len(line)
+            pieces.append("\n" if i else "")
+            size += sum(map(len, pieces))
+            rows.append((size, size + len(line)))
+            parts += pieces
+            pieces = [line]
+        parts += pieces
+        size += len(line)
+        if b < len(text) and text[b] != "\n":
+            parts.append("\n")
+            size += 1
         at = b
-        if at < len(text) and text[at] != "\n":
-            out.append("\n")
-            length += 1
-    out.append(text[at:])
-    return "".join(out), rows, len(spans)
+    parts.append(text[at:])
+    return "".join(parts), rows, len(spans)
+
+
+def _whole_lines(text: str, a: int, b: int) -> tuple[int, int]:
+    """[a, b) widened to the start and end of its lines when only whitespace lies between."""
+    start = text.rfind("\n", 0, a) + 1
+    end = text.find("\n", b)
+    end = len(text) if end < 0 else end
+    return (start if not text[start:a].strip() else a), (end if not text[b:end].strip() else b)
 
 
 # --- finding them ---------------------------------------------------------------------------------

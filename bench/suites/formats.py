@@ -271,6 +271,7 @@ def speed(folder: Path) -> tuple[str, str]:
 def main() -> int:
     common.require(ALCE, PDFS)
     start_load = os.getloadavg()[0]
+    machine = common.machine_info(libraries=("pypdf", "pdfplumber", "openpyxl", "pptx", "docx"))
     with tempfile.TemporaryDirectory() as tmp:
         formats, pdf = speed(Path(tmp))
     quality, facts = table_quality()
@@ -278,7 +279,7 @@ def main() -> int:
     t = facts["totals"]
     text = f"""# Formats: load speed and tables
 
-{common.machine_info(libraries=("pypdf", "pdfplumber", "openpyxl", "pptx", "docx"))}- CPU: {common.cpu_model()} (AVX2, no AVX512); load average {start_load:.1f} at start, {end_load:.1f} at the end: CPU ms are the best of {ROUNDS} runs, the PDF columns interleaved run by run.
+{machine}- CPU: {common.cpu_model()} (AVX2, no AVX512); load average {start_load:.1f} at start, {end_load:.1f} at the end: CPU ms are the best of {ROUNDS} runs, the PDF columns interleaved run by run.
 
 ## Load speed per format
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import sys
 import tempfile
 import time
@@ -258,7 +257,7 @@ def speed(folder: Path) -> tuple[str, str]:
     formats = table(["file (made here)", "documents", "table rows", "characters", "CPU ms (best of 3)",
                      "M chars per CPU s", "load"], rows)
     pdf_rows = [
-        [f"ALCE.pdf (23 pages, 18 tables)", f"{min(alce_with):,.0f}", f"{min(alce_without):,.0f}",
+        ["ALCE.pdf (23 pages, 18 tables)", f"{min(alce_with):,.0f}", f"{min(alce_without):,.0f}",
          f"{min(alce_with) / 23:.0f}", f"{min(alce_without) / 23:.0f}", f"{min(alce_with) / min(alce_without):.2f}x"],
         [f"pdfs/ + ALCE.pdf ({len(pdfs)} files, {pages} text pages)", f"{min(with_tables):,.0f}", f"{min(without):,.0f}",
          f"{min(with_tables) / pages:.0f}", f"{min(without) / pages:.0f}", f"{min(with_tables) / min(without):.2f}x"],

@@ -465,6 +465,13 @@ def test_a_page_whose_resources_fail_to_parse_is_reported_with_ocr_off(tmp_path,
     assert "page 2: no extractable text: pypdf could not parse it (Pdf" in error.reason  # the real reason: not a blank page, not OCR's
 
 
+def test_a_page_pypdf_fails_on_is_reported_and_the_other_loads(tmp_path):
+    items = load(two_page_pdf(tmp_path, b"<< << << << << << <"), tmp_path)  # pdfminer fails on it too
+    assert [d.page for d in docs_of(items)] == [1]
+    [error] = [e for e in items if isinstance(e, DocumentError)]
+    assert "1 of 2 pages could not be read" in error.reason and "page 2: PdfStreamError" in error.reason
+
+
 def test_an_undamaged_two_page_pdf_loads_whole(tmp_path):
     assert [d.page for d in load(two_page_pdf(tmp_path), tmp_path)] == [1, 2]
 

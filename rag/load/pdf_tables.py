@@ -32,7 +32,6 @@ WORDS = {"x_tolerance_ratio": 0.15, "y_tolerance": 2, "keep_blank_chars": False}
 
 
 class PageTable(NamedTuple):
-    kind: str  # "ruled" | "rules" | "unruled"
     bbox: tuple[float, float, float, float]  # x0, top, x1, bottom in pdfplumber's coordinates
     rows: list[list[str | None]]  # None: covered by the merged cell on its left
     header: int | None  # rows known to name the columns; None: table_lines guesses
@@ -73,7 +72,10 @@ class PageTables:
 
     def close(self) -> None:
         if self.pdf is not None:
-            self.pdf.close()
+            try:
+                self.pdf.close()
+            except Exception as e:  # pdfplumber parses the pages it has not seen to close them: a broken one fails
+                log.debug("closing pdfplumber: %s: %s", type(e).__name__, e)
 
 
 class _Debug(logging.Handler):
@@ -95,7 +97,7 @@ def find_tables(page, clean=lambda s: s) -> list[PageTable]:
     for found in page.find_tables():
         rows = [[None if c is None else clean(c) for c in row] for row in found.extract(**WORDS)]
         if _enough(rows):
-            tables.append(_table(page, "ruled", found.bbox, rows, None, clean))
+            tables.append(_table(page, found.bbox, rows, None, clean))
     words = [dict(w, size=max(c["size"] for c in w["chars"])) for w in page.extract_words(return_chars=True, **WORDS)
              if not any(_inside(w, t.bbox) for t in tables)]
     for bbox, header_bottom in _ruled_regions(page, [t.bbox for t in tables], words):
@@ -104,8 +106,8 @@ def find_tables(page, clean=lambda s: s) -> list[PageTable]:
         if grid:
             rows, tops = grid
             header = sum(top < header_bottom for top in tops) if header_bottom else None
-            tables.append(_table(page, "rules", bbox, [[clean(c) if c else c for c in r] for r in rows],
-                                 header or None, clean))
+            tables.append(_table(page, bbox, [[clean(c) if c else c for c in r] for r in rows], header or None,
+                                 clean))
             words = [w for w in words if not _inside(w, bbox)]
     for block in _unruled_blocks(_lines(words)):
         grid = _grid(block, strict=True)
@@ -114,7 +116,7 @@ def find_tables(page, clean=lambda s: s) -> list[PageTable]:
             rows, _ = grid
             bbox = (min(w["x0"] for line in block for w in line), block[0][0]["top"],
                     max(w["x1"] for line in block for w in line), max(w["bottom"] for w in block[-1]))
-            tables.append(_table(page, "unruled", bbox, [[clean(c) if c else c for c in r] for r in rows], None, clean))
+            tables.append(_table(page, bbox, [[clean(c) if c else c for c in r] for r in rows], None, clean))
     return sorted(tables, key=lambda t: (t.bbox[1], t.bbox[0]))
 
 
@@ -173,9 +175,9 @@ def _enough(rows) -> bool:
             and sum(bool(c) for c in cells) >= len(cells) / 2)
 
 
-def _table(page, kind, bbox, rows, header, clean) -> PageTable:
+def _table(page, bbox, rows, header, clean) -> PageTable:
     chars = "".join(c["text"] for c in page.chars if _inside(c, bbox))
-    return PageTable(kind=kind, bbox=tuple(bbox), rows=rows, header=header, chars="".join(clean(chars).split()))
+    return PageTable(bbox=tuple(bbox), rows=rows, header=header, chars="".join(clean(chars).split()))
 
 
 def _inside(obj, bbox, slack: float = 1.0) -> bool:

@@ -21,9 +21,9 @@ import zipfile
 from email.message import EmailMessage
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import common  # noqa: E402
-from common import DATA, table  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: rag and bench.*
+from bench.lib import common  # noqa: E402
+from bench.lib.common import DATA, table  # noqa: E402
 
 ALCE = DATA / "alce" / "paper" / "ALCE.pdf"
 PDFS = DATA / "pdfs"

@@ -6,6 +6,8 @@
   tables  the tables of ALCE.pdf's pages 7 and 9 against a truth typed by hand from the rendered pages:
           cells recovered in their row, and cells stored as "column name: value" under the names a reader
           gives them; beside pypdf's page text (before): the row's values on the line of its row label
+  boxes   on ALCE's pages with tables, whether citations' boxes (rag/pages) still hold the prose sentences,
+          and hold each row's values
 
     .venv/bin/python bench/suites/formats.py            # both, writes bench/results/formats.md
 """
@@ -28,6 +30,7 @@ from bench.lib.common import DATA, table  # noqa: E402
 ALCE = DATA / "alce" / "paper" / "ALCE.pdf"
 PDFS = DATA / "pdfs"
 ROUNDS = 3
+TABLE_PAGES = (2, 7, 8, 9, 14, 15, 16, 17, 18, 19)  # the pages of ALCE.pdf with tables
 
 # Hand-made truth: ALCE's tables as a reader names their columns, the body rows (section labels left out).
 SYSTEMS = ["VANILLA (5-psg)", "w/ RERANK", "SUMM (10-psg)", "w/ INTERACT", "SNIPPET (10-psg)", "INLINESEARCH",
@@ -126,6 +129,51 @@ def _row_line(lines: list[str], key: str, values: list[str], used: set) -> str |
     best = max(found, key=lambda i: sum(v in lines[i].replace(":", " ").split() for v in values))
     used.add(best)
     return lines[best]
+
+
+# --- boxes ---------------------------------------------------------------------------------------
+
+
+def boxes_on_table_pages() -> str:
+    """What rows do to citations' boxes (rag/pages): on ALCE's pages with tables, the prose sentences' boxes
+    still hold them, and the row's boxes hold its values (its inserted names have no box of their own)."""
+    import pypdfium2 as pdfium
+
+    from rag.chunk import split_sentences
+    from rag.load import load_file, pdf_tables
+    from rag.pages.align import align
+    from rag.pages.locate import held, read_layout, text_boxes, text_in
+
+    pdf = pdfium.PdfDocument(str(ALCE))
+    real_place, out = pdf_tables.PageTables.place, []
+    try:
+        for label, place in (("tables as rows (now)", real_place),
+                             ("pypdf's text (before)", lambda self, number, text: (text, []))):
+            pdf_tables.PageTables.place = place
+            docs = [d for d in load_file(ALCE, ALCE.parent) if d.page in TABLE_PAGES]
+            prose = prose_held = rows = values = values_held = 0
+            for d in docs:
+                page = pdf[d.page - 1]
+                layout = read_layout(page)
+                mapped = align(d.text, layout.chars)
+                for a, b in split_sentences(d.text, d.rows):
+                    boxes = text_boxes(layout, mapped, a, b)
+                    back = text_in(page, boxes) if boxes else ""
+                    if (a, b) in d.rows:
+                        cells = [c.split(": ")[-1] for c in d.text[a:b].split(" | ")]
+                        rows += 1
+                        values += len(cells)
+                        values_held += sum(held(c, back)[0] for c in cells)
+                    else:
+                        prose += 1
+                        prose_held += held(d.text[a:b], back)[0]
+            out.append([label, f"{prose_held} of {prose} ({prose_held / prose:.1%})", rows,
+                        f"{values_held} of {values} ({values_held / values:.1%})" if values else ""])
+    finally:
+        pdf_tables.PageTables.place = real_place
+        pdf.close()
+    return table(["ALCE's 10 pages with tables", "sentences outside rows whose boxes hold them", "rows",
+                  "row values inside their row's boxes"], out)
 
 
 # --- speed ---------------------------------------------------------------------------------------
@@ -274,6 +322,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         formats, pdf = speed(Path(tmp))
     quality, facts = table_quality()
+    boxes = boxes_on_table_pages()
     end_load = os.getloadavg()[0]
     t = facts["totals"]
     text = f"""# Formats: load speed and tables
@@ -304,6 +353,15 @@ row's label (it has no names).
 
 - Now {t['in_row']} of {t['cells']} cells ({t['in_row'] / t['cells']:.0%}) sit in their row and {t['named']} ({t['named'] / t['cells']:.0%}) carry their full column name; before, {t['before_in_row']} ({t['before_in_row'] / t['cells']:.0%}) were on their row's line and none was named.
 - Rows found on each page of ALCE.pdf (all pages): {", ".join(f"p. {p}: {n}" for p, n in sorted(facts['rows_per_page'].items()))}.
+
+## Rows and the boxes of citations
+
+A row's text differs from the page's characters: its column names are repeated from the header cells, and
+" | " and ": " are ours; its values are the cells' characters. rag/pages aligns the stored text with pdfium's
+characters; on ALCE's pages with tables, a citation's boxes (text_in read back, `held` as bench/suites/pages.py
+counts it):
+
+{boxes}
 """
     common.write_result("formats.md", text)
     return 0

@@ -68,7 +68,7 @@ def test_a_reader_of_hr_gets_nothing_of_skunkworks(team):
     # the page's own chat event: the same refusal in words that name nothing
     http = login(server.url, "rita", PASSWORDS["rita"])
     ok, output = gradio_event(http, "rag-question", "submit", ["How long does the drone fly?", [], 5, "hybrid",
-                                                                ["skunkworks"]])
+                                                                ["skunkworks"], None])
     assert ok and leaks(json.dumps(output)) == [] and "choose a knowledge base you may read" in json.dumps(output)
     # the same question from someone who may read it
     allowed = ask_api(server.url, "uma", "How long does the prototype drone fly on one charge?", ["skunkworks"])

@@ -34,6 +34,8 @@ HOW = {
     "citations.md": "`.venv/bin/python bench/suites/citations.py`",
     "pages.md": "`.venv/bin/python bench/suites/pages.py`",
     "kb.md": "`.venv/bin/python bench/suites/kb.py` (`--questions N` for a quick run)",
+    "formats.md": "`.venv/bin/python bench/suites/formats.py` (files of each format made by the bench; the tables of "
+                  "ALCE.pdf against a truth typed by hand)",
     "calibration.md": "`.venv/bin/python bench/fit/calibrate_support.py`",
 }
 

@@ -14,15 +14,21 @@ from typing import Any
 
 @dataclass(kw_only=True)
 class Document:
-    """One citable unit of text: a text file, a Word or HTML file, one JSONL record, one PDF page or image."""
+    """One citable unit of text: a text file, a Word or HTML file, one JSONL record, one PDF page or image,
+    one sheet, slide, chapter or mail message."""
 
     source: str  # path relative to the folder that was indexed
     doc_id: str  # the JSONL record id, else the source
     text: str  # offsets of chunks and citations index into this string
-    page: int | None = None  # 1-based PDF page (or frame of a multi-page image), None for other files
+    page: int | None = None  # 1-based PDF page (frame of a multi-page image, sheet, slide, chapter, mbox message)
     title: str = ""
     ocr: bool = False  # the text was read from the page image by OCR, not taken from a text layer
     words: PageWords | None = None  # OCR: where its words stand on the page (stored: no later OCR run needed)
+    # (start, end) of each table row in `text` (rag/load/table.py): the chunker keeps a row whole, one sentence
+    rows: list[tuple[int, int]] = field(default_factory=list)
+
+
+CELL_SEPARATOR = " | "  # between the cells of a table row (Document.rows)
 
 
 @dataclass(kw_only=True)

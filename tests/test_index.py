@@ -126,7 +126,7 @@ def test_bad_files_are_reported_and_lose_nothing(settings, corpus):
     (corpus / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> garbage\n")
     (corpus / "bad.jsonl").write_text('{"_id": "ok", "text": "A fine record about otters."}\n{not json\n')
     (corpus / "image.png").write_bytes(b"\x89PNG\r\n")
-    (corpus / "sheet.xlsx").write_bytes(b"PK\x03\x04")
+    (corpus / "sheet.numbers").write_bytes(b"PK\x03\x04")
     index = Index.open(settings=settings)
     report = index.add([corpus])
     failed = {Path(e.path).name: e.reason for e in report.failed}
@@ -134,7 +134,7 @@ def test_bad_files_are_reported_and_lose_nothing(settings, corpus):
     assert "empty" in failed["empty.txt"] and "binary" in failed["binary.txt"]
     assert "UTF-8" in failed["latin1.md"] and "JSON" in failed["bad.jsonl"]
     assert sorted(report.added) == ["bad.jsonl", "putin-diplomacy.txt"]
-    assert [Path(p).name for p in report.skipped] == ["sheet.xlsx"]
+    assert [Path(p).name for p in report.skipped] == ["sheet.numbers"]
     assert any(h.doc_id == "ok" for h in index.search("otters", k=3))
     assert {Path(f["path"]).name for f in index.status()["failed"]} == set(failed)
     stored = {Path(f["path"]).name: f["reason"] for f in index.status()["failed"]}

@@ -256,8 +256,10 @@ def test_upload_a_file_then_ask_about_it_and_a_broken_pdf_is_reported(page, serv
         "Its lamp can be seen from 40 kilometres away on clear nights.\n",
         encoding="utf-8",
     )
-    upload(page, [note])
     log = page.locator("#rag-upload-log")
+    expect(log).to_contain_text("Add documents of these types: .txt .md")  # the registry's types, issue 24
+    expect(log).to_contain_text(".xlsx .xlsm .csv .tsv .pptx .epub .eml .mbox")
+    upload(page, [note])
     expect(log).to_contain_text("lighthouse.txt indexed")
     expect(page.locator("#rag-status")).to_contain_text("2 documents")
     assert (app.library.get('default').corpus_dir / "lighthouse.txt").read_text(encoding="utf-8") == note.read_text(encoding="utf-8")

@@ -25,6 +25,7 @@ from ..load import SUFFIXES
 from .app import MAX_K, ChatApp
 from .history import FEEDBACK_OPTIONS, ConversationPanel
 from .render import render_panel
+from .uploads import accepted_types
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -99,11 +100,12 @@ def build_app(app: ChatApp) -> "gr.Blocks":
             if can_add:
                 updates += [gr.update(choices=addable, value=addable[0] if addable else None, visible=len(addable) > 1)]
                 updates += [gr.update(visible=bool(addable))] * 2
+                updates.append(accepted_types(app.max_upload_bytes) if addable else "")  # under the button
             if app.access.logins:
                 updates.append(gr.update(value=f"Log out {request.username}"))
             return updates
 
-        controls = [kbs] + ([target, upload_btn, reindex_btn] if can_add else []) + (
+        controls = [kbs] + ([target, upload_btn, reindex_btn, upload_log] if can_add else []) + (
             [logout_btn] if app.access.logins else [])
         demo.load(session, outputs=controls, api_visibility="private", queue=False)
         if can_add:

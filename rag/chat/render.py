@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from ..load import skipped_summary
 from ..model import LOW_CONFIDENCE, WITHHELD
 from ..pages.view import view_query
 
@@ -294,6 +295,8 @@ def render_report(report: Any, notes: list[str] | None = None, rejected: list[tu
             lines.append(f'<li class="rag-ok">✓ <b>{esc(name)}</b> indexed</li>')
         for name in getattr(report, "removed", []) or []:
             lines.append(f"<li>– <b>{esc(name)}</b> removed from the index (no longer in the corpus)</li>")
+        if getattr(report, "skipped", None):
+            lines.append(f"<li>– {esc(skipped_summary(report.skipped))}</li>")
         unchanged = getattr(report, "unchanged", 0) or 0
         embedded = getattr(report, "embedded", 0) or 0
         summary = []

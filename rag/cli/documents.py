@@ -20,6 +20,7 @@ def _kb_settings(args, settings: Settings) -> Settings:
 
 def cmd_index(args, settings: Settings) -> int:
     from ..index import Index
+    from ..load import skipped_summary
 
     quiet_libraries(settings)
     index = Index.open(settings=_kb_settings(args, settings))
@@ -37,7 +38,7 @@ def cmd_index(args, settings: Settings) -> int:
         print(f"indexed {len(report.added)} file(s), {report.unchanged} unchanged, {len(report.removed)} removed; "
               f"{report.chunks} chunks written, {report.embedded} embedded, in {report.seconds:.1f}s")
         if report.skipped:
-            print(f"skipped {len(report.skipped)} file(s) of unsupported type")
+            print(skipped_summary(report.skipped))
         if report.failed:
             print(f"{len(report.failed)} file(s) could not be indexed:")
             for e in report.failed:

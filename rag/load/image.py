@@ -16,6 +16,8 @@ from ..model import Document
 from . import ocr
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+KIND = "Images (Tesseract OCR)"
+FORMAT = "the text OCR reads; a multi-page TIFF gives one document per page"
 
 
 def load(path: Path, source: str, data: bytes, options) -> Iterator[Document | DocumentError]:

@@ -10,10 +10,11 @@ import argparse
 import dataclasses
 import json
 import os
+import sqlite3
 import sys
 
 from .config import MODES, Settings
-from .errors import AccessError, RagError
+from .errors import AccessError, RagError, explain
 from .model import LOW_CONFIDENCE
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -88,11 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     options = {k: v for k, v in vars(args).items() if k in SETTINGS}
+    settings = None
     try:
         settings = Settings.from_env(**options)
         return COMMANDS[args.command](args, settings)
     except RagError as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, sqlite3.Error) as e:  # an unwritable folder, a full disk, a damaged database
+        print(f"error: {explain(e, settings.index_dir if settings else None)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted: the index keeps its last committed state", file=sys.stderr)

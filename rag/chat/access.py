@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..errors import AccessError
 from ..users import UserFile
+from .uploads import inside
 
 LOGIN_MESSAGE = "Log in with the name and password you were given: whoever runs this chat adds users with <code>rag user add</code>."
 
@@ -38,6 +39,11 @@ class Access:
     @classmethod
     def from_settings(cls, settings) -> "Access":
         """Reads and checks the users file now, so a bad one stops the start with its line number."""
+        if settings.auth_file and inside(settings.auth_file, settings.corpus_dir):
+            raise AccessError(
+                f"the users file {settings.auth_file} is inside the corpus folder {settings.corpus_dir}: it would be "
+                "indexed, served to every reader and replaced by an upload of the same name; move it out of the "
+                "corpus and point --auth-file (RAG_AUTH_FILE) at its new place")
         return cls(users=UserFile(settings.auth_file) if settings.auth_file else None, read_only=settings.read_only)
 
     def may_add(self, user: str | None) -> bool:

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from ..answer import ask
 from ..config import MODES
-from ..errors import AccessError, RagError
+from ..errors import AccessError, RagError, explain
 from ..index import Index
 from .access import Access
 from .render import (SPIN, esc, format_progress, history_for, render_chat, render_panel, render_report,
@@ -84,7 +84,7 @@ class ChatApp:
         except RagError as e:
             self.open_error = str(e)
         except Exception as e:  # noqa: BLE001 - the page must say why, not hang
-            self.open_error = f"cannot open the index: {type(e).__name__}: {e}"
+            self.open_error = explain(e, self.index_dir) or f"cannot open the index: {type(e).__name__}: {e}"
         finally:
             self.job.finish()
             self.opened.set()

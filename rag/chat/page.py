@@ -37,7 +37,7 @@ def _static(name: str) -> str:
 
 
 def build_app(settings, max_upload_mb: float = MAX_UPLOAD_MB, access: Access | None = None) -> "gr.Blocks":
-    """The chat window over settings.index_dir and settings.corpus_dir; start-up indexing begins now.
+    """The chat window over settings.index_dir and settings.corpus_dir; start-up indexing begins at launch().
 
     `access` (default: from settings.auth_file and settings.read_only) decides who sees and may use
     the upload and re-index controls; with --read-only they are not built at all.
@@ -155,7 +155,6 @@ def build_app(settings, max_upload_mb: float = MAX_UPLOAD_MB, access: Access | N
             demo.load(session, outputs=controls, api_visibility="private", queue=False)
         demo.load(app.watch_status, outputs=status, api_visibility="private", concurrency_limit=None, show_progress="hidden")
         gr.api(app.api_ask, api_name="ask", concurrency_limit=4, concurrency_id="chat")
-    app.start()
     return demo
 
 
@@ -176,7 +175,7 @@ def launch(demo, host: str = "127.0.0.1", port: int | None = None, share: bool =
         kw.update(auth=app.access.login, auth_message=LOGIN_MESSAGE)
     kw["app_kwargs"] = {**kw.get("app_kwargs", {}), "middleware": middleware}
     demo.queue(default_concurrency_limit=2)
-    return demo.launch(
+    launched = demo.launch(
         server_name=host,
         server_port=port,
         share=share,
@@ -184,12 +183,16 @@ def launch(demo, host: str = "127.0.0.1", port: int | None = None, share: bool =
         max_file_size=app.max_upload_bytes,
         css=_static("chat.css"),
         head=f"<script>\n{_static('chat.js')}</script>",
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
         footer_links=["api", "gradio"],
         enable_monitoring=False,  # gradio's traffic dashboard: nothing this chat needs to expose
         mcp_server=False,  # gradio's MCP server checks no login: it would hand `ask` to anyone
         **kw,
     )
+    app.start()  # once listening: a taken port stops the start before any indexing
+    if block:
+        demo.block_thread()
+    return launched
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -228,11 +231,22 @@ def main(argv=None, settings=None) -> int:
         return 2
     if args.no_auth:
         print(no_auth_warning(args.host, args.share), file=sys.stderr)
+    demo = build_app(settings, max_upload_mb=args.max_upload_mb, access=access)
+    try:
+        launch(demo, host=args.host, port=args.port, share=args.share, no_auth=args.no_auth, block=False)
+    except OSError as e:  # gradio's "Cannot find empty port": the port is taken, or not ours to use
+        print(f"error: cannot listen on {args.host}:{args.port} ({e.strerror or 'taken'}): another program uses "
+              "it; pick another port with --port N (or GRADIO_SERVER_PORT)", file=sys.stderr)
+        return 2
+    demo.rag_app.opened.wait()  # quick: opening, not indexing; an index that cannot open stops the start
+    if demo.rag_app.index is None:
+        demo.close()
+        print(f"error: {demo.rag_app.open_error}", file=sys.stderr)
+        return 2
     if access.users is not None:
         users = access.users.users().values()
         print(f"logins from {settings.auth_file}: {len(users)} user(s), {sum(u.can_upload for u in users)} may add documents"
               + (" (read-only: none will)" if settings.read_only else ""), file=sys.stderr)
     print(f"index {settings.index_dir} over {settings.corpus_dir}; indexing progress is shown on the page", file=sys.stderr)
-    demo = build_app(settings, max_upload_mb=args.max_upload_mb, access=access)
-    launch(demo, host=args.host, port=args.port, share=args.share, no_auth=args.no_auth)
+    demo.block_thread()
     return 0

@@ -44,11 +44,19 @@ ocr:
 test: install-test browser ocr
 	$(PY) -m pytest
 
+# Every suite of bench/suites (hours on 2 cores: scale.py builds a million-chunk index once, then caches it in
+# bench/.cache), then docs/BENCHMARKS.md from bench/results. bench/README.md says what each one measures; the
+# scripts of bench/fit (they rewrite shipped parameters) and bench/probes are run by hand.
 bench: install-test ocr
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[bench]'
-	$(PY) bench/ingest.py
-	$(PY) bench/retrieval.py
-	$(PY) bench/answers.py
+	$(PY) bench/suites/ingest.py --ray
+	$(PY) bench/suites/embed.py --limit 1200 --rounds 2 --quality "auto (the default),sentence-transformers (before)"
+	$(PY) bench/suites/retrieval.py
+	$(PY) bench/suites/scale.py
+	$(PY) bench/suites/scale.py --add-only 1000000
+	$(PY) bench/suites/answers.py
+	$(PY) bench/suites/citations.py --limit 400 --gen-limit 15 --start-server
+	$(PY) bench/report.py
 
 clean:
 	rm -rf $(VENV) index/*.sqlite* index/faiss-*.index index/.faiss-*.tmp

@@ -1,4 +1,4 @@
-"""Gather bench/results/*.md into docs/BENCHMARKS.md, under a header naming the machine and the date.
+"""Gather bench/results/*.md into docs/BENCHMARKS.md, under a header naming the date.
 
     .venv/bin/python bench/report.py
 """
@@ -8,31 +8,32 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from common import RESULTS, ROOT  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: rag and bench.*
+from bench.lib import common  # noqa: E402
+from bench.lib.common import RESULTS, ROOT  # noqa: E402
 
 OUT = ROOT / "docs" / "BENCHMARKS.md"
 
 # result file -> how to reproduce it (files not listed are included too, after these, in name order)
 HOW = {
-    "ingest.md": "`.venv/bin/python bench/ingest.py` (`--limit N` for the first N docs; `--only pdf,ocr` re-runs "
+    "ingest.md": "`.venv/bin/python bench/suites/ingest.py` (`--limit N` for the first N docs; `--only pdf,ocr` re-runs "
                  "the PDF and OCR sections alone; `--ray` also through a local Ray cluster, which needs "
                  "`pip install 'ray[data]'`)",
-    "embed.md": "`.venv/bin/python bench/embed.py --limit 1200 --rounds 2 --quality \"auto (the default),"
+    "embed.md": "`.venv/bin/python bench/suites/embed.py --limit 1200 --rounds 2 --quality \"auto (the default),"
                 "sentence-transformers (before)\"`",
-    "retrieval.md": "`.venv/bin/python bench/retrieval.py` "
+    "retrieval.md": "`.venv/bin/python bench/suites/retrieval.py` "
                     "(`--chunk-sizes 128,200,256` to re-compare chunk sizes; each size embeds the corpus once)",
-    "scale.md": "`.venv/bin/python bench/scale.py` (synthetic collections of 100k, 300k and 1M chunks, cached in "
+    "scale.md": "`.venv/bin/python bench/suites/scale.py` (synthetic collections of 100k, 300k and 1M chunks, cached in "
                 "bench/.cache/scale-*; `--sizes` to choose)",
-    "scale-add.md": "`.venv/bin/python bench/scale.py --add-only 1000000` (needs the cached million-chunk index that "
-                    "`bench/scale.py` builds)",
-    "answers.md": "`.venv/bin/python bench/answers.py` (`--no-latency` skips the timing)",
-    "answerability.md": "`.venv/bin/python bench/fit_answerability.py` (rewrites rag/answer/answerability.json; "
+    "scale-add.md": "`.venv/bin/python bench/suites/scale.py --add-only 1000000` (needs the cached million-chunk index that "
+                    "`bench/suites/scale.py` builds)",
+    "answers.md": "`.venv/bin/python bench/suites/answers.py` (`--no-latency` skips the timing)",
+    "answerability.md": "`.venv/bin/python bench/fit/fit_answerability.py` (rewrites rag/answer/answerability.json; "
                         "`--dry-run` only reports)",
-    "probe_reading.md": "`.venv/bin/python bench/probe_reading.py` (tune data only, about 5 minutes)",
-    "citations.md": "`.venv/bin/python bench/citations.py`",
-    "calibration.md": "`.venv/bin/python bench/calibrate_support.py`",
+    "probe_reading.md": "`.venv/bin/python bench/probes/probe_reading.py` (tune data only, about 5 minutes)",
+    "citations.md": "`.venv/bin/python bench/suites/citations.py`",
+    "pages.md": "`.venv/bin/python bench/suites/pages.py`",
+    "calibration.md": "`.venv/bin/python bench/fit/calibrate_support.py`",
 }
 
 
@@ -43,10 +44,11 @@ def main() -> int:
         return 1
     parts = [
         "# Benchmarks\n",
-        f"Machine: {common.machine_line()}. Generated {common.today()} by `bench/report.py` from bench/results/*.md; "
-        "each section below carries the date and load of its own run. `make bench` runs bench/ingest.py, "
-        "bench/retrieval.py and bench/answers.py. The SciFact data (CC BY-NC) is read from ../shared/bench-data "
-        "and never copied into this repo; built indexes are cached in bench/.cache/.\n",
+        f"Generated {common.today()} by `bench/report.py` from bench/results/*.md; each section below carries what its own "
+        "run recorded (machine, date, load). `make bench` runs every suite of bench/suites and regenerates this "
+        "file; bench/README.md maps each figure the README quotes to its script and result file. The SciFact data "
+        "(CC BY-NC) is read from ../shared/bench-data and never copied into this repo; built indexes are cached in "
+        "bench/.cache/. Measured speed per CPU kind and the engine each one runs: docs/ENGINES.md.\n",
     ]
     for f in files:
         lines = _demote(f.read_text().strip()).splitlines()

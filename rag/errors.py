@@ -46,6 +46,15 @@ class AccessError(RagError):
     """Who may do what: a users file that cannot be used, a chat exposed without logins, a refused action."""
 
 
+class KnowledgeBaseNotFoundError(RagError):
+    """No knowledge base by that name, or none the asker may read: the message is the same for both, so a
+    refusal never tells that a KB exists."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"no knowledge base named {name!r}; `rag kb list` (or GET /v1/kbs) shows the ones you can use")
+
+
 def explain(error: BaseException, index_dir=None) -> str | None:
     """One line for what failed around us rather than in our input: a folder that cannot be written, a full
     disk, a damaged database. None for anything else (a bug, whose traceback should show)."""

@@ -1,6 +1,6 @@
 """The text vocabulary every stage shares: word tokens, stop words by purpose, a stemmer, message text.
 
-Thresholds were calibrated on exactly these tokenizers (bench/answers.py, bench/calibrate_support.py):
+Thresholds were calibrated on exactly these tokenizers (bench/suites/answers.py, bench/fit/calibrate_support.py):
 change one and re-run the calibration.
 """
 

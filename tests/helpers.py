@@ -96,37 +96,31 @@ def wait_until_answering(url: str, process: subprocess.Popen | None = None, log:
 @dataclass(kw_only=True)
 class Served:
     url: str  # http://127.0.0.1:PORT, no trailing slash
-    app: object  # the ChatApp behind it (its corpus folder, index and handlers)
+    app: object  # the ChatApp behind it (its Library, Access and handlers)
+    server: object  # rag.server.Server: settings, library, access, auth, chat
 
 
 @contextmanager
 def serve_chat(settings, *, ready: bool = True, **options):
-    """The real chat server over `settings` on a free loopback port, answering HTTP when this yields.
+    """The real server (rag.server: the chat and the API) over `settings`, in this process, on a port the system
+    picks, answering HTTP when this yields.
 
-    `options` go to rag.chat.build_app (max_upload_mb, access). With ready=True it also waits until
-    the index is open and built once. Logins and the slow-down of guessing apply when settings name a
-    users file, exactly as `rag chat` runs them.
+    `options` go to rag.server.build (max_upload_mb, access). With ready=True it also waits until start-up has
+    indexed every knowledge base once. Logins and the slow-down of guessing apply when settings name a users
+    file, exactly as `rag serve` runs them.
     """
-    from rag import chat
+    from rag.server.app import Running, build
 
-    demo = chat.build_app(settings, **options)
+    app = build(settings, **options)
+    running = Running(app, "127.0.0.1", 0).start()
+    chat = app.state.rag.chat
     try:
-        for attempt in range(5):
-            try:
-                _, url, _ = chat.launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True)
-                break
-            except OSError:  # the port was taken between choosing and binding it
-                if attempt == 4:
-                    raise
-        url = url.rstrip("/")
-        wait_until_answering(url)
-        app = demo.rag_app
         if ready:
-            assert app.wait_ready(timeout=SLOW / 1000), "the index never became ready"
-            assert not app.open_error, app.open_error
-        yield Served(url=url, app=app)
+            assert chat.started.wait(SLOW / 1000), "start-up indexing never finished"
+            assert not chat.errors, chat.errors
+        yield Served(url=running.url.rstrip("/"), app=chat, server=app.state.rag)
     finally:
-        demo.close()
+        running.stop()
 
 
 # ---- logins over HTTP -------------------------------------------------------------------------
@@ -202,3 +196,46 @@ def upload(page, files):
         arg=[Path(f).name for f in files],
         timeout=SLOW,
     )
+
+
+# ---- the page's events over HTTP, as the browser fires them -------------------------------------
+
+def gradio_event(http, elem_id: str, event: str, data: list, session_hash: str = "tests") -> tuple[bool, object]:
+    """Fire a page event over HTTP exactly as the browser does (gradio's queue protocol), with `http` an httpx
+    Client on the server's URL carrying the caller's cookies; return (success, the last output or the error).
+    The event is the component's (by elem_id), or for "load", the page load that fills that component."""
+    import json
+
+    config = http.get("config").json()
+    target = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id)
+    if event == "load":
+        fn_index = next(d["id"] for d in config["dependencies"]
+                        if any(t[1] == "load" for t in d["targets"]) and target in d["outputs"])
+    else:
+        fn_index = next(d["id"] for d in config["dependencies"] if [target, event] in [list(t) for t in d["targets"]])
+    joined = http.post("gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "trigger_id": target,
+                                                       "session_hash": session_hash, "event_data": None})
+    joined.raise_for_status()
+    event_id = joined.json()["event_id"]
+    with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session_hash}, timeout=600) as stream:
+        for line in stream.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            message = json.loads(line[5:])
+            if message.get("event_id") == event_id and message.get("msg") == "process_completed":
+                output = message.get("output") or {}
+                return bool(message.get("success")), output.get("data", output.get("error"))
+    raise AssertionError(f"the event {elem_id}.{event} never completed")
+
+
+def gradio_upload(http, paths) -> list[dict]:
+    """Upload files to gradio's cache as the browser's upload button does; return them as the event's value."""
+    from pathlib import Path
+
+    files = [("files", (Path(p).name, Path(p).read_bytes())) for p in paths]
+    uploaded = http.post("gradio_api/upload", files=files)
+    uploaded.raise_for_status()
+    return [{"path": path, "orig_name": Path(p).name, "meta": {"_type": "gradio.FileData"}}
+            for path, p in zip(uploaded.json(), paths)]
+
+

@@ -183,7 +183,7 @@ def test_min_confidence_comes_from_the_environment_and_decides(default_index):
 
 
 def test_the_defaults_are_the_fitted_ones():
-    """The selection and the threshold are the fit's (bench/fit_answerability.py)."""
+    """The selection and the threshold are the fit's (bench/fit/fit_answerability.py)."""
     fitted = answerability.weights()
     assert Settings().min_confidence == fitted["threshold"]
     assert {k: getattr(TUNING, k) for k in fitted["selection"]} == fitted["selection"]

@@ -25,10 +25,11 @@ import time
 import httpx
 import pytest
 
-from helpers import ROOT, SLOW, free_port, log_in, run_env, serve_chat, shot, try_login, wait_until_answering
+from helpers import (ROOT, SLOW, free_port, gradio_event, gradio_upload, log_in, run_env, serve_chat, shot, try_login,
+                     wait_until_answering)
 
-from rag import Settings, chat, cli
-from rag.chat.access import Access, check_exposure, is_loopback
+from rag import Settings, cli
+from rag.access import Access, check_exposure, is_loopback
 from rag.errors import AccessError
 from rag.users import UserFile, add_user, hash_password, read_users, remove_user, verify_password
 
@@ -90,11 +91,11 @@ def test_a_broken_users_file_names_its_line_and_a_running_chat_sees_edits(tmp_pa
     add_user(users, *READER)
     running = UserFile(users)
     assert running.check(*READER) and not running.check(READER[0], WRONG) and not running.check("nobody", READER[1])
-    assert not running.can_upload(READER[0])
+    assert running.get(READER[0]).role("default") == "ask"
     add_user(users, *UPLOADER, can_upload=True)  # `rag user add` while the chat runs
-    assert running.check(*UPLOADER) and running.can_upload(UPLOADER[0])
+    assert running.check(*UPLOADER) and running.get(UPLOADER[0]).role("default") == "upload"
     remove_user(users, UPLOADER[0])
-    assert not running.check(*UPLOADER) and not running.can_upload(UPLOADER[0])
+    assert not running.check(*UPLOADER) and running.get(UPLOADER[0]) is None
 
     users.write_text(users.read_text() + "mallory:plaintext-password:ask\n")
     with pytest.raises(AccessError, match=r"users.txt line 5: the password hash is not scrypt"):
@@ -110,16 +111,15 @@ def test_exposure_beyond_loopback_needs_users_or_no_auth(tmp_path):
     assert all(is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.5", "example.org", ""))
     nobody = Access()
-    check_exposure(host="127.0.0.1", share=False, access=nobody, no_auth=False)
-    for host, share in (("0.0.0.0", False), ("127.0.0.1", True)):
-        with pytest.raises(AccessError, match="rag user add"):
-            check_exposure(host=host, share=share, access=nobody, no_auth=False)
-        check_exposure(host=host, share=share, access=nobody, no_auth=True)
+    check_exposure(host="127.0.0.1", access=nobody, no_auth=False)
+    with pytest.raises(AccessError, match="rag user add"):
+        check_exposure(host="0.0.0.0", access=nobody, no_auth=False)
+    check_exposure(host="0.0.0.0", access=nobody, no_auth=True)
     add_user(tmp_path / "users.txt", *READER)
     logins = Access(users=UserFile(tmp_path / "users.txt"))
-    check_exposure(host="0.0.0.0", share=True, access=logins, no_auth=False)
+    check_exposure(host="0.0.0.0", access=logins, no_auth=False)
     with pytest.raises(AccessError, match="contradict"):
-        check_exposure(host="0.0.0.0", share=False, access=logins, no_auth=True)
+        check_exposure(host="0.0.0.0", access=logins, no_auth=True)
 
 
 # ---- start-up from the command line -----------------------------------------------------------
@@ -128,7 +128,7 @@ def test_exposure_beyond_loopback_needs_users_or_no_auth(tmp_path):
 @pytest.mark.parametrize("command", [
     ["ui.py", "--host", "0.0.0.0"],
     ["-m", "rag.cli", "chat", "--host", "0.0.0.0"],
-    ["ui.py", "--share"],
+    ["-m", "rag.cli", "serve", "--host", "0.0.0.0"],
 ])
 def test_start_up_beyond_loopback_without_logins_stops_and_says_how_to_add_users(command, tmp_path):
     argv = [sys.executable] + [str(ROOT / "ui.py") if c == "ui.py" else c for c in command]
@@ -184,19 +184,23 @@ def test_without_a_login_only_the_login_form_is_served(served):
 
     url, app = served
     anonymous = httpx.Client(base_url=url)
-    file_url = "/" + app.file_url("putin-diplomacy.txt")
+    file_url = "/" + app.file_url("default", "putin-diplomacy.txt")
+    corpus_file = app.library.get("default").corpus_dir / "putin-diplomacy.txt"
     for method, path in [("GET", "/config"), ("GET", "/gradio_api/info"), ("GET", file_url),
-                         ("GET", file_url.replace("/file=", "/file/")), ("POST", "/gradio_api/call/ask"),
-                         ("POST", "/gradio_api/queue/join"), ("POST", "/gradio_api/upload")]:
+                         ("GET", f"/gradio_api/file={corpus_file}"), ("GET", f"/gradio_api/file/{corpus_file}"),
+                         ("POST", "/gradio_api/call/ask"), ("POST", "/gradio_api/queue/join"),
+                         ("POST", "/gradio_api/upload")]:
         r = anonymous.request(method, path, json={"data": [QUESTION]} if method == "POST" else None)
         assert r.status_code == 401, (path, r.status_code, r.text[:200])
     with pytest.raises(AuthenticationError):
         Client(url, verbose=False)
-    page = anonymous.get("/")
-    assert page.status_code == 200 and "rag-question" not in page.text  # the login form, not the chat
+    page = anonymous.get("/", follow_redirects=True)
+    assert page.status_code == 200 and "rag-question" not in page.text and 'name="password"' in page.text
     # the same requests with a login: they were refused for the login's sake, not for being wrong
     reader = log_in(url, *READER)
-    assert reader.get(file_url).text == (app.corpus_dir / "putin-diplomacy.txt").read_text(encoding="utf-8")
+    assert reader.get(file_url).text == corpus_file.read_text(encoding="utf-8")
+    for route in (f"/gradio_api/file={corpus_file}", f"/gradio_api/file/{corpus_file}"):
+        assert reader.get(route).status_code in (403, 404)  # gradio serves no document: /files does, checking who
     assert reader.get("/config").status_code == 200
     assert "rag-question" in reader.get("/").text
     reader.get("/logout")
@@ -213,7 +217,7 @@ def test_a_wrong_password_is_refused_without_saying_which_half(served, forgiven)
 
 
 def test_the_login_page_in_a_browser(served, browser):
-    """The one browser test of logins: gradio's form with our message, a refusal, then the chat as a reader."""
+    """The one browser test of logins: the login page with our message, a refusal, then the chat as a reader."""
     from playwright.sync_api import expect
 
     url, app = served
@@ -221,16 +225,15 @@ def test_the_login_page_in_a_browser(served, browser):
     page.set_default_timeout(20_000)
     page.goto(url)
     expect(page.locator("input[type=password]")).to_be_visible()
-    expect(page.get_by_text("rag user add")).to_be_visible()  # our message on gradio's login page
+    expect(page.get_by_text("rag user add")).to_be_visible()  # whom to ask for a login
     assert page.locator("#rag-question").count() == 0 and page.locator("#rag-sources").count() == 0
     shot(page, "login.png")
-    page.fill("input[data-testid=textbox]", READER[0])
-    page.fill("input[type=password]", WRONG)
-    page.get_by_role("button", name="Login").click()
-    expect(page.get_by_text(re.compile("incorrect credentials", re.I))).to_be_visible()
-    page.fill("input[data-testid=textbox]", READER[0])
-    page.fill("input[type=password]", READER[1])
-    page.get_by_role("button", name="Login").click()
+    page.fill("#username", READER[0])
+    page.fill("#password", WRONG)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_text("Wrong name or password.")).to_be_visible()
+    page.fill("#password", READER[1])
+    page.get_by_role("button", name="Log in").click()
     expect(page.locator("#rag-question")).to_be_visible(timeout=SLOW)
     expect(page.locator("#rag-logout")).to_have_text(f"Log out {READER[0]}")  # the per-session controls are set
     expect(page.locator("#rag-upload")).to_be_hidden()
@@ -239,35 +242,14 @@ def test_the_login_page_in_a_browser(served, browser):
     page.close()
 
 
-def component_event(config: dict, elem_id: str, event: str) -> int:
-    """The dependency (fn_index) that `event` on the component with this elem_id triggers."""
-    ids = [c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id]
-    assert len(ids) == 1, f"no component #{elem_id}"
-    return next(d["id"] for d in config["dependencies"] if [ids[0], event] in d["targets"])
-
-
-def run_event(http: httpx.Client, fn_index: int, data: list) -> dict:
-    """Call a page event the way the page does (queue/join, then the event stream); its last message."""
-    session = secrets.token_hex(8)
-    joined = http.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session})
-    assert joined.status_code == 200, joined.text
-    with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as events:
-        for line in events.iter_lines():
-            if line.startswith("data:"):
-                message = json.loads(line[5:])
-                if message.get("msg") == "process_completed":
-                    return message
-    raise AssertionError("the event stream ended without a result")
-
-
 def shown_controls(http: httpx.Client) -> dict:
     """What the page's load event sets for this login: {elem_id: update} (the log-out label, the adding controls)."""
     config = http.get("/config").json()
     by_id = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
     (load,) = [d for d in config["dependencies"] if any(by_id.get(o) == "rag-logout" for o in d["outputs"])]
-    done = run_event(http, load["id"], [])
-    assert done["success"], done
-    return {by_id[o]: update for o, update in zip(load["outputs"], done["output"]["data"])}
+    ok, updates = gradio_event(http, "rag-logout", "load", [])
+    assert ok, updates
+    return {by_id[o]: update for o, update in zip(load["outputs"], updates)}
 
 
 def test_the_adding_controls_show_for_uploaders_only(served):
@@ -278,31 +260,29 @@ def test_the_adding_controls_show_for_uploaders_only(served):
     assert uploader["rag-upload"]["visible"] is True and uploader["rag-reindex"]["visible"] is True
 
 
-def post_upload(http: httpx.Client, name: str, text: str) -> dict:
+def post_upload(http: httpx.Client, path) -> tuple[bool, object]:
     """The page's upload, by hand: the file to gradio's upload route, then the page's upload event."""
-    stored = http.post("/gradio_api/upload", files={"files": (name, text.encode(), "text/plain")})
-    assert stored.status_code == 200, stored.text
-    config = http.get("/config").json()
-    files = [{"path": stored.json()[0], "orig_name": name, "meta": {"_type": "gradio.FileData"}}]
-    return run_event(http, component_event(config, "rag-upload", "upload"), [files])
+    return gradio_event(http, "rag-upload", "upload", [gradio_upload(http, [path]), "default"])
 
 
-def test_a_reader_posting_an_upload_or_reindex_directly_is_refused(served):
+def test_a_reader_posting_an_upload_or_reindex_directly_is_refused(served, tmp_path):
     url, app = served
     reader = log_in(url, *READER)
-    done = post_upload(reader, "reader-note.txt", "The reader's note says the moon is made of basalt.\n")
-    assert done["success"] is False
-    assert "may ask questions but not add documents" in done["output"]["error"]
-    assert not (app.corpus_dir / "reader-note.txt").exists()
-    config = reader.get("/config").json()
-    done = run_event(reader, component_event(config, "rag-reindex", "click"), [])
-    assert done["success"] is False and "may ask questions but not add" in done["output"]["error"]
+    note = tmp_path / "reader-note.txt"
+    note.write_text("The reader's note says the moon is made of basalt.\n")
+    ok, error = post_upload(reader, note)
+    assert not ok and "may ask questions in 'default' but not add documents" in error
+    assert not (app.library.get("default").corpus_dir / "reader-note.txt").exists()
+    ok, error = gradio_event(reader, "rag-reindex", "click", ["default"])
+    assert not ok and "may ask questions in 'default' but not add" in error
 
     # the same request from the uploader goes through: the refusal was the reader's role
-    done = post_upload(log_in(url, *UPLOADER), "uploader-note.txt", "The uploader's note names the Ferrow glacier.\n")
-    assert done["success"] is True, done
-    assert "uploader-note.txt</b> indexed" in done["output"]["data"][0]
-    assert (app.corpus_dir / "uploader-note.txt").exists()
+    note = tmp_path / "uploader-note.txt"
+    note.write_text("The uploader's note names the Ferrow glacier.\n")
+    ok, output = post_upload(log_in(url, *UPLOADER), note)
+    assert ok, output
+    assert "uploader-note.txt</b> indexed" in output[0]
+    assert (app.library.get("default").corpus_dir / "uploader-note.txt").exists()
 
 
 def test_the_ask_api_answers_with_a_login_and_refuses_without(served, forgiven):
@@ -397,17 +377,17 @@ def test_read_only_takes_adding_away_from_everyone(tmp_path, embedder):
         note = tmp_path / "note.txt"
         note.write_text("A note.\n", encoding="utf-8")
         with pytest.raises(AccessError, match="read-only"):
-            next(server.app.upload([str(note)]))
+            next(server.app.upload([str(note)], "default"))
         with pytest.raises(AccessError, match="read-only"):
-            next(server.app.reindex())
-        assert not (server.app.corpus_dir / "note.txt").exists()
+            next(server.app.reindex("default"))
+        assert not (server.app.library.get('default').corpus_dir / "note.txt").exists()
 
 
 # ---- no password in any output ----------------------------------------------------------------
 
 SERVE_WITH_DEBUG_LOGS = (
     "import logging, sys; logging.basicConfig(level=logging.DEBUG, stream=sys.stderr); "
-    "from rag.chat import main; sys.exit(main(sys.argv[1:]))"
+    "from rag.server import main; sys.exit(main(sys.argv[1:]))"
 )
 
 
@@ -452,7 +432,7 @@ def test_passwords_never_appear_in_logs_errors_or_the_users_file(tmp_path):
             server.kill()
             server.wait()
     text = log.read_text(encoding="utf-8", errors="replace")
-    assert "DEBUG" in text and f"logins from {users}: 2 user(s), 1 may add documents" in text  # the capture works
+    assert "DEBUG" in text and f"logins from {users}: 2 user(s)" in text  # the capture works
     assert "3 failed logins for one user name, the last from 127.0.0.1" in text
     assert "login attempt waits 1 s" in text  # the throttle's own debug lines are in the capture
     stored = users.read_text(encoding="utf-8")

@@ -194,10 +194,11 @@ def test_a_damaged_database_stops_rag_and_the_chat_with_exit_code_2(work):
     for command in (["search", "NATO chiefs"], ["ask", "How many U.S. presidents has Putin outlasted?"]):
         one_error_line(rag(*command, env=env), "damaged", "rag index")
 
-    database.write_bytes(b"not a database, whatever its name says " * 200)
+    # the server's own database (its knowledge bases): damaged, the server does not start
+    (tmp / "idx" / "library.sqlite").write_bytes(b"not a database, whatever its name says " * 200)
     chat = subprocess.run([*CHAT, "--index", str(tmp / "idx"), "--corpus", str(tmp / "corpus"), "--port",
                            str(free_port())], cwd=tmp, capture_output=True, text=True, env=run_env(), timeout=300)
-    one_error_line(chat, "not a readable index", "rag index")
+    one_error_line(chat, "library.sqlite", "damaged", "rag index")
 
 
 def test_the_chat_on_a_taken_port_exits_2_saying_to_pick_another(work):
@@ -208,7 +209,7 @@ def test_the_chat_on_a_taken_port_exits_2_saying_to_pick_another(work):
         chat = subprocess.run([*CHAT, "--index", str(tmp / "idx"), "--corpus", str(tmp / "corpus"), "--port",
                                str(taken.getsockname()[1])], cwd=tmp, capture_output=True, text=True,
                               env=run_env(), timeout=300)
-    one_error_line(chat, "cannot listen on 127.0.0.1:", "--port")
+    one_error_line(chat, "could not start on http://127.0.0.1:", "--port")
 
 
 def test_a_users_file_inside_the_corpus_refuses_to_start(work):
@@ -219,4 +220,4 @@ def test_a_users_file_inside_the_corpus_refuses_to_start(work):
                                "--corpus", str(tmp / "corpus"), "--port", str(free_port())], cwd=tmp,
                               capture_output=True, text=True, env=run_env(), timeout=300)
         one_error_line(done, "inside the corpus folder", "served to every reader", "move it out")
-        assert len(done.stderr.strip().splitlines()) == 1 and not (tmp / "idx").exists()  # stopped before anything
+        assert len(done.stderr.strip().splitlines()) == 1 and not (tmp / "idx" / "rag.sqlite").exists()  # nothing indexed

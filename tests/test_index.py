@@ -18,7 +18,7 @@ from conftest import CORPUS_FILE, ROOT, shared_path
 from rag import Index, IndexLockedError, IndexMismatchError, ask
 from rag import ann
 from rag.ann import faiss_path
-from rag.store import FORMAT_VERSION
+from rag.store import FORMAT_VERSION, MIGRATIONS
 
 
 def assert_exact(index: Index):
@@ -188,9 +188,10 @@ def test_other_model_or_chunker_is_refused(settings, corpus):
 def test_index_of_an_older_format_is_refused_with_the_rebuild_command(settings, corpus):
     index = Index.open(settings=settings)
     index.add([corpus])
+    old = min(MIGRATIONS) - 1  # older than the formats migrated in place (tests/test_pages.py)
     with index.store.transaction() as tx:
-        index.store.set_manifest(tx, "format_version", FORMAT_VERSION - 1)
-    with pytest.raises(IndexMismatchError, match=rf"format {FORMAT_VERSION - 1}, this version reads {FORMAT_VERSION}; "
+        index.store.set_manifest(tx, "format_version", old)
+    with pytest.raises(IndexMismatchError, match=rf"format {old}, this version reads {FORMAT_VERSION}; "
                                                  r"rebuild it: rag index --rebuild"):
         Index.open(settings=settings)
     # the app's own index (the chat, ask() without an index) is rebuilt from the corpus instead

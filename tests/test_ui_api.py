@@ -3,14 +3,17 @@ upload limits, and answers while an indexing job holds the writer's lock."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from helpers import ROOT, serve_chat
+from helpers import ROOT, free_port, serve_chat
 
 from rag.chat import render
 
@@ -53,9 +56,9 @@ def test_ask_endpoint_cites_exact_spans_of_the_corpus_file(served, client):
     url, app = served
     answer = client.predict(QUESTION, api_name="/ask")
     assert answer["question"] == QUESTION
-    check_citations(answer, app.corpus_dir)
+    check_citations(answer, app.library.get('default').corpus_dir)
     assert any("five U.S. presidents" in c["text"] for c in answer["citations"])
-    assert app.index.settings.min_confidence <= answer["confidence"] <= 1
+    assert app.settings.min_confidence <= answer["confidence"] <= 1
 
 
 def test_ask_endpoint_gives_the_same_answer_as_the_library(served, client):
@@ -63,7 +66,7 @@ def test_ask_endpoint_gives_the_same_answer_as_the_library(served, client):
 
     _, app = served
     via_api = client.predict(QUESTION, api_name="/ask")
-    direct = ask(QUESTION, index=app.index).to_dict()
+    direct = ask(QUESTION, index=app.library.index('default')).to_dict()
     for d in (via_api, direct):
         d.pop("timings")
     assert via_api == direct
@@ -72,7 +75,7 @@ def test_ask_endpoint_gives_the_same_answer_as_the_library(served, client):
 def test_ask_endpoint_takes_k_and_mode(served, client):
     answer = client.predict(QUESTION, 2, "bm25", api_name="/ask")
     assert 1 <= len(answer["passages"]) <= 2
-    check_citations(answer, served[1].corpus_dir)
+    check_citations(answer, served[1].library.get('default').corpus_dir)
 
 
 def test_ask_endpoint_abstains_with_related_passages(served, client):
@@ -80,7 +83,7 @@ def test_ask_endpoint_abstains_with_related_passages(served, client):
     assert answer["abstained"]
     assert answer["citations"] == []
     assert answer["passages"], "an abstention still lists the closest passages"
-    assert 0 <= answer["confidence"] < served[1].index.settings.min_confidence
+    assert 0 <= answer["confidence"] < served[1].settings.min_confidence
 
 
 def test_several_clients_at_once_get_their_own_answers(served):
@@ -105,30 +108,29 @@ def test_several_clients_at_once_get_their_own_answers(served):
 def test_questions_are_answered_while_a_writer_holds_the_lock(served, client):
     """An upload or re-index in progress holds the writer's lock; questions must not wait for it."""
     _, app = served
-    with app.write_lock:
+    with app.writer("default"):
         answer = client.predict(QUESTION, api_name="/ask")
-    check_citations(answer, app.corpus_dir)
+    check_citations(answer, app.library.get('default').corpus_dir)
 
 
 def test_only_files_inside_the_corpus_are_served(served):
     import httpx
 
     url, app = served
-    base = url.rstrip("/") + "/gradio_api/file="
-    corpus_file = app.corpus_dir / "putin-diplomacy.txt"
-    link = app.file_url("putin-diplomacy.txt")
-    assert link and link.startswith("gradio_api/file=")
-    r = httpx.get(url.rstrip("/") + "/" + link)
-    assert r.status_code == 200 and r.text == corpus_file.read_text(encoding="utf-8")
-    for outside in (
-        str(ROOT / "pyproject.toml"),
-        str(app.corpus_dir) + "/../index/rag.sqlite",
-        "/etc/passwd",
-    ):
-        assert httpx.get(base + outside).status_code in (403, 404), outside
-    assert app.file_url("../index/rag.sqlite") is None
-    assert app.file_url("/etc/passwd") is None
-    assert app.file_url("no-such-file.txt") is None
+    corpus = app.library.get("default").corpus_dir
+    link = app.file_url("default", "putin-diplomacy.txt")
+    assert link == "files/default/putin-diplomacy.txt"
+    r = httpx.get(f"{url}/{link}")
+    assert r.status_code == 200 and r.text == (corpus / "putin-diplomacy.txt").read_text(encoding="utf-8")
+    for outside in ("../index/rag.sqlite", "%2e%2e/index/rag.sqlite", "..%2f..%2fpyproject.toml", "/etc/passwd",
+                    "%2fetc%2fpasswd"):
+        assert httpx.get(f"{url}/files/default/{outside}").status_code == 404, outside
+    for route in ("/gradio_api/file=", "/gradio_api/file/"):  # gradio's own file routes serve no document
+        assert httpx.get(url + route + str(corpus / "putin-diplomacy.txt")).status_code in (403, 404), route
+    assert app.file_url("default", "../index/rag.sqlite") is None
+    assert app.file_url("default", "/etc/passwd") is None
+    assert app.file_url("default", "no-such-file.txt") is None
+    assert app.file_url("no-such-kb", "putin-diplomacy.txt") is None
     assert r.headers["x-content-type-options"] == "nosniff"
     assert "content-security-policy" not in r.headers  # plain text opens as it is
 
@@ -140,6 +142,9 @@ FILE_ROUTES = {"/svelte/{path:path}", "/static/{path:path}", "/assets/{path:path
                "/gradio_api/proxy={url_path:path}", "/gradio_api/file={path_or_url:path}", "/gradio_api/file/{path:path}"}
 
 
+OUR_ROUTE = "/files/{kb}/{path:path}"
+
+
 def gradio_routes(routes):
     """(path, methods) of every route of a gradio app, inside its included routers too."""
     for r in routes:
@@ -149,10 +154,10 @@ def gradio_routes(routes):
             yield r.path, getattr(r, "methods", None) or set()
 
 
-def test_active_corpus_files_are_sandboxed_on_every_gradio_file_route(served):
+def test_active_corpus_files_are_sandboxed_on_every_file_route(served):
     """An HTML page or an SVG with a script, put into the corpus, asked for on every route gradio serves
-    files on, as GET, HEAD and a range: each answer that serves it carries the sandbox, so its scripts
-    never run in the chat's origin."""
+    files on and on ours, as GET, HEAD and a range: each answer that serves it carries the sandbox, so its
+    scripts never run in the chat's origin."""
     import gradio as gr
     import httpx
     from gradio.routes import App
@@ -166,12 +171,12 @@ def test_active_corpus_files_are_sandboxed_on_every_gradio_file_route(served):
     served_on = set()
     try:
         for name, (kind, body) in ACTIVE.items():
-            (app.corpus_dir / name).write_text(body, encoding="utf-8")
-            where = str((app.corpus_dir / name).resolve())
-            for route in sorted(FILE_ROUTES, key=lambda r: ("/file" not in r, r)):  # the ones that serve it first
-                link = url + route[: route.index("{")] + quote(where)
+            (app.library.get('default').corpus_dir / name).write_text(body, encoding="utf-8")
+            where = str((app.library.get('default').corpus_dir / name).resolve())
+            for route in sorted(FILE_ROUTES | {OUR_ROUTE}, key=lambda r: ("/file" not in r, r)):
+                link = url + (f"/files/default/{name}" if route == OUR_ROUTE else route[: route.index("{")] + quote(where))
                 for method, headers in (("GET", {}), ("HEAD", {}), ("GET", {"Range": "bytes=0-15"})):
-                    if method not in routes[route]:
+                    if method not in ({"GET", "HEAD"} if route == OUR_ROUTE else routes[route]):
                         continue
                     r = httpx.request(method, link, headers=headers)
                     if r.status_code in (200, 206):
@@ -182,9 +187,9 @@ def test_active_corpus_files_are_sandboxed_on_every_gradio_file_route(served):
                     assert r.headers["x-content-type-options"] == "nosniff", (route, method)
     finally:
         for name in ACTIVE:
-            (app.corpus_dir / name).unlink(missing_ok=True)
-    # the two file routes do serve them (so the checks above ran); gradio's own folders never do
-    assert served_on == {"/gradio_api/file={path_or_url:path}", "/gradio_api/file/{path:path}"}
+            (app.library.get('default').corpus_dir / name).unlink(missing_ok=True)
+    # our route does serve them (so the checks above ran); gradio's never do: it is given no folder to serve
+    assert served_on == {OUR_ROUTE}
 
 
 def test_the_page_itself_keeps_its_scripts(served):
@@ -208,10 +213,37 @@ def test_upload_limit_is_enforced_by_the_server(served):
     assert r.status_code >= 400, r.text[:200]
 
 
+def test_rag_chat_passes_max_upload_mb_to_the_server(tmp_path):
+    """`rag chat --max-upload-mb N` (the README's flag) caps gradio's upload route as `python ui.py` does."""
+    import httpx
+
+    (tmp_path / "corpus").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "GRADIO_"))} | {"PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "chat", "--max-upload-mb", str(UPLOAD_LIMIT_MB), "--port", str(free_port()),
+         "--index", str(tmp_path / "index"), "--corpus", str(tmp_path / "corpus")],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        said = []
+        for line in server.stdout:  # until the server says where it listens, or the command ends
+            said.append(line)
+            if line.startswith("serving http"):
+                break
+        assert said[-1].startswith("serving http"), "".join(said)
+        route = said[-1].split()[1].rstrip("/") + "/gradio_api/upload"
+        small = httpx.post(route, files={"files": ("small.txt", b"a few words", "text/plain")})
+        assert small.status_code == 200, small.text[:200]
+        big = httpx.post(route, files={"files": ("big.txt", b"x" * int(UPLOAD_LIMIT_MB * 1024 * 1024 * 2), "text/plain")})
+        assert big.status_code >= 400, big.text[:200]
+    finally:
+        server.kill()
+        server.wait()
+
+
 def test_upload_handler_rejects_bad_types_and_sizes_and_keeps_the_index(served, tmp_path):
     """The handler checks again: type and size, by name and reason, and the good file still goes in."""
     _, app = served
-    before = app.index.status()["documents"]
+    before = app.library.index('default').status()["documents"]
     good = tmp_path / "heron-notes.md"
     good.write_text("# Herons\n\nThe grey heron nests in tall trees near the Ouzel river.\n", encoding="utf-8")
     exe = tmp_path / "tool.exe"
@@ -220,15 +252,15 @@ def test_upload_handler_rejects_bad_types_and_sizes_and_keeps_the_index(served, 
     big.write_text("word " * int(UPLOAD_LIMIT_MB * 1024 * 1024), encoding="utf-8")
     broken = tmp_path / "broken.pdf"
     broken.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog garbage\n")
-    *_, (log, status) = list(app.upload([str(good), str(exe), str(big), str(broken)]))
+    *_, (log, status) = list(app.upload([str(good), str(exe), str(big), str(broken)], "default"))
     assert "tool.exe" in log and "file type .exe is not accepted" in log
     assert "huge.txt" in log and "too large" in log
     assert "broken.pdf" in log and "PDF" in log
     assert "heron-notes.md</b> indexed" in log
-    assert (app.corpus_dir / "heron-notes.md").exists()
+    assert (app.library.get('default').corpus_dir / "heron-notes.md").exists()
     for name in ("tool.exe", "huge.txt", "broken.pdf"):
-        assert not (app.corpus_dir / name).exists(), name
-    assert app.index.status()["documents"] == before + 1
+        assert not (app.library.get('default').corpus_dir / name).exists(), name
+    assert app.library.index('default').status()["documents"] == before + 1
     assert "broken.pdf" not in status  # a file taken back out of the corpus is not listed as failing
 
 
@@ -264,13 +296,13 @@ def test_a_pdf_answer_names_its_page_and_links_to_it(served, client, tmp_path):
     pdf = tmp_path / "bridges.pdf"
     pdf.write_bytes(make_pdf([["Page one is about the weather in Oslo."],
                               ["The Quillfeather bridge was opened in 1911.", "It spans the river Tamsin."]]))
-    *_, (log, _) = list(app.upload([str(pdf)]))
+    *_, (log, _) = list(app.upload([str(pdf)], "default"))
     assert "bridges.pdf</b> indexed" in log
     answer = client.predict("When was the Quillfeather bridge opened?", api_name="/ask")
     assert not answer["abstained"], answer["text"]
     c = answer["citations"][0]
     assert (c["source"], c["page"]) == ("bridges.pdf", 2)
-    pages = {d.page: d.text for d in load_file(app.corpus_dir / "bridges.pdf", app.corpus_dir)}
+    pages = {d.page: d.text for d in load_file(app.library.get('default').corpus_dir / "bridges.pdf", app.library.get('default').corpus_dir)}
     assert pages[2][c["start"] : c["end"]] == c["text"] and "1911" in c["text"]
     html = render.render_sources(answer, file_url=app.file_url)
     assert "page 2" in html

@@ -1,10 +1,10 @@
 """Do the cited sentences answer the question? A calibrated probability, read from answerability.json.
 
-bench/fit_answerability.py fits a logistic regression on the tune data (XQuAD articles 0-23 asked of several
+bench/fit/fit_answerability.py fits a logistic regression on the tune data (XQuAD articles 0-23 asked of several
 indexes; the SQuAD 2.0 tune articles that are not in XQuAD's report split) over signals of the retrieved
 passages, kept one at a time while they raise the cross-validated AUC. Of the twelve tried (the question's
 words, names and numbers missing around the best sentence, from the passages or from the whole index, a negated
-question, the margin over the second sentence: bench/signals_tried.py), three paid: the best sentence's score;
+question, the margin over the second sentence: bench/fit/signals_tried.py), three paid: the best sentence's score;
 the coverage, the question's words matched token by token in the sentences cited; and the background, how well
 the passages' other sentences score. An answer stands out from its passages and holds what the question asks
 about; a question on the documents' subject that they do not answer finds many sentences scoring alike (the
@@ -31,7 +31,7 @@ WEIGHTS = Path(__file__).with_name("answerability.json")
 
 @functools.cache
 def weights() -> dict:
-    """The fitted model (bench/fit_answerability.py writes it): the signals it reads, their coefficients, the
+    """The fitted model (bench/fit/fit_answerability.py writes it): the signals it reads, their coefficients, the
     calibration of sentence scores, and how its default threshold was chosen."""
     return json.loads(WEIGHTS.read_text(encoding="utf-8"))
 

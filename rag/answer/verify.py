@@ -19,7 +19,7 @@ from ..text import content_tokens, is_instruction, numbers_in
 from .reply import join_sentences, reply_sentences, with_markers
 
 # ---------------------------------------------------------------------------------------------------
-# Support thresholds. Calibrated on XQuAD-en by bench/calibrate_support.py (see its docstring and
+# Support thresholds. Calibrated on XQuAD-en by bench/fit/calibrate_support.py (see its docstring and
 # bench/results/calibration.md): claims made of question + gold answer against the gold paragraph
 # (positives) versus the same claims against the most similar other paragraph of the same article,
 # a paragraph of another article, and the gold paragraph with the answer swapped for a wrong one.
@@ -194,9 +194,8 @@ def verify_parsed(parsed, hits, embedder, keep_unsupported: bool = False) -> Ver
         if key not in by_span:
             hit = hits[w.passage]
             n = len(citations) + 1
-            citations.append(Citation(n=n, source=hit.source, doc_id=hit.doc_id, page=hit.page, start=w.start,
-                                      end=w.end, text=w.text, score=round(float(score), 4), passage=w.passage,
-                                      ocr=hit.ocr))
+            citations.append(Citation.in_passage(hit, n=n, passage=w.passage, start=w.start, end=w.end, text=w.text,
+                                                 score=round(float(score), 4)))
             by_span[key] = n
         return by_span[key]
 

@@ -67,8 +67,11 @@ def split_highlight(passage_text: str, passage_start: int, start: int, end: int,
     return None
 
 
-def location(source: str, page, start=None, end=None, ocr: bool = False) -> str:
-    parts = [f'<span class="rag-file">{esc(source)}</span>']
+def location(item: dict) -> str:
+    """Where a citation or passage lies: its knowledge base, file, page, OCR mark and character range."""
+    source, page, start, end, ocr = (item.get(k) for k in ("source", "page", "start", "end", "ocr"))
+    parts = [f'<span class="rag-kb" title="knowledge base">{esc(item["kb"])}</span>'] if item.get("kb") else []
+    parts.append(f'<span class="rag-file">{esc(source or "?")}</span>')
     if page is not None:
         parts.append(f'<span class="rag-page">page {esc(page)}</span>')
     if ocr:  # quoted exactly as stored, but the stored text is what OCR read: it may misread
@@ -78,8 +81,9 @@ def location(source: str, page, start=None, end=None, ocr: bool = False) -> str:
     return " · ".join(parts)
 
 
-def open_link(file_url: Callable | None, source: str, page) -> str:
-    url = file_url(source, page) if file_url else None
+def open_link(file_url: Callable | None, item: dict) -> str:
+    """An "open" link to the file of a citation or passage: file_url(kb, source, page) gives its URL, or None."""
+    url = file_url(item.get("kb") or "", item.get("source") or "", item.get("page")) if file_url else None
     if not url:
         return ""
     return f' <a class="rag-open" href="{esc(url)}" target="_blank" rel="noopener">open</a>'
@@ -102,9 +106,9 @@ def render_sources(answer: dict, prefix: str = "src-", file_url: Callable | None
                 parts.append(
                     f'<section class="rag-src" id="{prefix}rel-{i}"><header>'
                     f'<span class="rag-n">{i}.</span> '
-                    f'{location(p.get("source", "?"), p.get("page"), p.get("start"), p.get("end"), p.get("ocr"))}'
+                    f'{location(p)}'
                     f'<span class="rag-score">score {float(p.get("score") or 0):.3f}</span>'
-                    f'{open_link(file_url, p.get("source", ""), p.get("page"))}</header>'
+                    f'{open_link(file_url, p)}</header>'
                     f'<p class="rag-passage">{esc(p.get("text", ""))}</p></section>'
                 )
         else:
@@ -128,8 +132,8 @@ def render_sources(answer: dict, prefix: str = "src-", file_url: Callable | None
         parts.append(
             f'<section class="rag-src" id="{prefix}{esc(n)}"><header>'
             f'<span class="rag-n">[{esc(n)}]</span> '
-            f'{location(c.get("source", "?"), c.get("page"), c.get("start"), c.get("end"), c.get("ocr"))}'
-            f'{open_link(file_url, c.get("source", ""), c.get("page"))}</header>'
+            f'{location(c)}'
+            f'{open_link(file_url, c)}</header>'
             f'<p class="rag-passage">{body}</p></section>'
         )
     return "".join(parts)
@@ -210,28 +214,34 @@ def human_size(n: int | float | None) -> str:
     return f"{n:.1f} GB"
 
 
-def render_status(status: dict | None, job: dict | None = None, error: str = "") -> str:
-    """The one-line index status, with the running job's progress if any."""
-    if error:
-        return f'<div class="rag-status rag-bad">Error: {esc(error)}</div>'
-    parts = []
-    if status is not None:
-        parts.append(
-            f"{_count(status.get('documents'), 'document')}"
-            + (f" in {_count(status['files'], 'file')}" if status.get("files") not in (None, status.get("documents")) else "")
-            + f" · {_count(status.get('chunks'), 'chunk')}"
-            f" · model <code>{esc(status.get('model', '?'))}</code>"
-            f" · {human_size(status.get('size_bytes'))}"
-        )
-        failed = status.get("failed") or []
-        if failed:
-            names = ", ".join(esc(Path(str(f.get("path", "?"))).name) for f in failed[:5])
-            parts.append(f'<span class="rag-bad">{len(failed)} file(s) failed: {names}</span>')
-    else:
-        parts.append("opening the index…")
-    if job and job.get("running"):
-        parts.append(f'<span class="rag-busy"><span class="rag-spin"></span> {esc(format_progress(job))}</span>')
-    return f'<div class="rag-status">{" · ".join(parts)}</div>'
+def render_status(statuses: dict[str, dict | None], job: dict | None = None, errors: dict[str, str] | None = None) -> str:
+    """One line per knowledge base the viewer may read (its name only when there are several), with the running
+    job's progress if it is one of theirs."""
+    lines = []
+    for kb, status in statuses.items():
+        parts = [f'<span class="rag-kb">{esc(kb)}</span>'] if len(statuses) > 1 else []
+        if (errors or {}).get(kb):
+            parts.append(f'<span class="rag-bad">Error: {esc(errors[kb])}</span>')
+        elif status is not None:
+            parts.append(
+                f"{_count(status.get('documents'), 'document')}"
+                + (f" in {_count(status['files'], 'file')}" if status.get("files") not in (None, status.get("documents")) else "")
+                + f" · {_count(status.get('chunks'), 'chunk')}"
+                f" · model <code>{esc(status.get('model', '?'))}</code>"
+                f" · {human_size(status.get('size_bytes'))}"
+            )
+            failed = status.get("failed") or []
+            if failed:
+                names = ", ".join(esc(Path(str(f.get("path", "?"))).name) for f in failed[:5])
+                parts.append(f'<span class="rag-bad">{len(failed)} file(s) failed: {names}</span>')
+        else:
+            parts.append("opening the index…")
+        if job and job.get("running") and job.get("kb") == kb:
+            parts.append(f'<span class="rag-busy"><span class="rag-spin"></span> {esc(format_progress(job))}</span>')
+        lines.append(" · ".join(parts))
+    if not lines:
+        lines.append("No knowledge base you may read: ask whoever runs this server to grant you one.")
+    return '<div class="rag-status">' + "<br>".join(lines) + "</div>"
 
 
 def _count(n, noun: str) -> str:

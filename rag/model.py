@@ -165,6 +165,9 @@ class Dropped:
 
 
 ABSTAIN_TEXT = "I can't find that in the documents."  # what an answer that abstains says
+# a kept answer's citation into a knowledge base its reader may no longer read, as shown instead of it
+# (rag/conversations.py): never quoted
+WITHHELD = "withheld: from a knowledge base you may no longer read"
 # answers given with a confidence below this are shown as "low confidence": more likely than not, on the tune
 # data, the cited sentences do not hold the answer
 LOW_CONFIDENCE = 0.5

@@ -7,13 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import CORPUS_FILE, ROOT, SHARED, shared_path  # noqa: F401 (older modules import them from here)
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--disable-quic", "--no-first-run",
-]
+from helpers import CHROMIUM, CHROMIUM_ARGS, CORPUS_FILE, ROOT, SHARED, shared_path  # noqa: F401 (older modules import them from here)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ HTTP and the browser's steps. Test modules import from here, never from each oth
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 CORPUS_FILE = ROOT / "corpus" / "putin-diplomacy.txt"
 SLOW = 180_000  # ms: upper bound for model loading, indexing and answering on a busy machine, not a speed check
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--disable-quic", "--no-first-run",
+]
 SHOTS = Path(os.environ.get("RAG_SCREENSHOT_DIR") or Path(tempfile.gettempdir()) / "rag-screenshots")
 
 
@@ -200,10 +206,12 @@ def upload(page, files):
 
 # ---- the page's events over HTTP, as the browser fires them -------------------------------------
 
-def gradio_event(http, elem_id: str, event: str, data: list, session_hash: str = "tests") -> tuple[bool, object]:
+def gradio_event(http, elem_id: str, event: str, data: list, session_hash: str = "tests",
+                 event_data: dict | None = None) -> tuple[bool, object]:
     """Fire a page event over HTTP exactly as the browser does (gradio's queue protocol), with `http` an httpx
     Client on the server's URL carrying the caller's cookies; return (success, the last output or the error).
-    The event is the component's (by elem_id), or for "load", the page load that fills that component."""
+    The event is the component's (by elem_id), or for "load", the page load that fills that component;
+    `event_data` is what the browser sends with it (a .like's {"index", "value", "liked"})."""
     import json
 
     config = http.get("config").json()
@@ -214,7 +222,7 @@ def gradio_event(http, elem_id: str, event: str, data: list, session_hash: str =
     else:
         fn_index = next(d["id"] for d in config["dependencies"] if [target, event] in [list(t) for t in d["targets"]])
     joined = http.post("gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "trigger_id": target,
-                                                       "session_hash": session_hash, "event_data": None})
+                                                       "session_hash": session_hash, "event_data": event_data})
     joined.raise_for_status()
     event_id = joined.json()["event_id"]
     with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session_hash}, timeout=600) as stream:
@@ -239,3 +247,70 @@ def gradio_upload(http, paths) -> list[dict]:
             for path, p in zip(uploaded.json(), paths)]
 
 
+# ---- PDFs printed by Chromium, the pages of issue 25 ---------------------------------------------
+
+# DejaVu Serif sets "fi", "ffi", "fl" as ligature glyphs; &shy; breaks words with a hyphen at line ends
+# (Debian's Chromium has no hyphenation dictionary, so hyphens:auto alone would not)
+LIGATURES = ("The official fisheries office staffed efficient flotillas. Affluent fjord fishers reflected on "
+             "the difficult offers. ")
+BROKEN = ("Notwithstanding extra&shy;ordinarily in&shy;compre&shy;hensible circum&shy;stances, the inter&shy;nation"
+          "&shy;alization com&shy;mittee re&shy;convened ef&shy;ficiently. ")
+FILLER = ["The harbour master counted {n} boats before the storm reached the northern pier.",
+          "Every ledger of the guild was copied twice and kept in separate towns.",
+          "A short note.",
+          "Merchants from the southern valleys brought salt, wool and news of the {n} bridges rebuilt after the flood.",
+          "Nobody expected the annual fair to move across the river, yet it did in the year {n}."]
+STYLE = "@page {{ size: {size}; margin: 1.5cm }} body {{ font: 11pt/1.4 'DejaVu Serif'; {extra} }}"
+
+
+def html(paragraphs: list[str], size="A5", extra="") -> str:
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><style>{STYLE.format(size=size, extra=extra)}'
+            f"</style></head><body>{body}</body></html>")
+
+
+def filler(count: int, start: int = 0) -> str:
+    return " ".join(FILLER[i % len(FILLER)].format(n=i + 3) for i in range(start, start + count))
+
+
+def print_pdfs(folder: Path) -> dict:
+    """The test PDFs of issue 25, printed by Chromium into folder/corpus (one and two columns, ligatures and
+    hyphenation, a table, a rotated page, a scanned page): {name: path, "corpus", "folder", "original" (of the scan)}."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (make browser) to print the test PDFs")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    import pypdfium2 as pdfium
+    from pypdf import PdfReader, PdfWriter
+
+    corpus = folder / "corpus"
+    corpus.mkdir(parents=True)
+    pages = {
+        "one-column.pdf": html([LIGATURES + BROKEN + filler(3), filler(4, 3) + " " + BROKEN]),
+        "two-columns.pdf": html([filler(9) + " " + LIGATURES, filler(9, 9) + " " + BROKEN, filler(12, 2)], size="A4",
+                                extra="columns: 2; column-gap: 1cm; text-align: justify"),
+        "table.pdf": ("<!doctype html><meta charset='utf-8'><style>td,th{padding:4px 14px;font:12pt 'DejaVu Sans'}"
+                      "</style><table><tr><th>Region</th><th>Revenue</th><th>Employees</th></tr>"
+                      "<tr><td>Benelux</td><td>55.9</td><td>418</td></tr>"
+                      "<tr><td>Nordics</td><td>71.2</td><td>530</td></tr></table>"),
+    }
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        for name, markup in pages.items():
+            page.set_content(markup)
+            page.pdf(path=str(corpus / name), prefer_css_page_size=True)
+        browser.close()
+    writer = PdfWriter()
+    writer.append(PdfReader(str(corpus / "one-column.pdf")))
+    writer.pages[0].rotate(90)
+    writer.write(str(corpus / "rotated.pdf"))
+    # a scan: the two-column page as pixels only, at the same size in points (200 dpi, saved as 200 dpi)
+    original = folder / "scan-original.pdf"
+    shutil.copy(corpus / "two-columns.pdf", original)
+    pdf = pdfium.PdfDocument(str(original))
+    image = pdf[0].render(scale=200 / 72, grayscale=True).to_pil()
+    pdf.close()
+    image.save(corpus / "scanned.pdf", resolution=200)
+    names = {name: corpus / name for name in ("one-column.pdf", "two-columns.pdf", "rotated.pdf", "scanned.pdf",
+                                             "table.pdf")}
+    return {"corpus": corpus, "folder": folder, "original": original, **names}

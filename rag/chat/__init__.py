@@ -5,6 +5,7 @@
   throttle.py failed logins slowed down
   safe_files.py  served files never run as the chat
   app.py      the shared state and the handlers (chat, ask API, upload, re-index), asking rag/access.py
+  history.py  the conversations' side list (reopen, rename, delete, export) and the ratings of answers
   page.py     the layout and its wiring; static/ holds its CSS and script
 """
 

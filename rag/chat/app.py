@@ -2,9 +2,10 @@
 
 Shared state is only what must be shared: the settings, the Library (its indexes are safe for concurrent searches
 while one writer adds files), Access, and the progress of the indexing job running. Each browser session keeps its
-own conversation in a gr.State; every request builds new values. Every handler takes the login name gradio
-resolved for the request (None without logins) and asks Access, as it stands now, what that user may read and
-add: a grant or revoke applies at the next request, and a KB the user may not read is never named to them.
+own conversation in a gr.State (history.py keeps each answer in library.sqlite); every request builds new values.
+Every handler takes the login name gradio resolved for the request (None without logins) and asks Access, as it
+stands now, what that user may read and add: a grant or revoke applies at the next request, and a KB the user may
+not read is never named to them.
 """
 
 from __future__ import annotations

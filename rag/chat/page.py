@@ -1,6 +1,8 @@
 """The page: layout and wiring of the chat window. The server (rag/server/) mounts it beside the API.
 
-One page: a multi-turn chat whose answers carry markers [n]; above it a picker of the knowledge bases to ask
+One page: a multi-turn chat whose answers carry markers [n], each answer rated with thumbs up or down and an
+optional comment; beside it, the side list of the user's conversations to reopen, rename, delete and export
+(history.py); above the chat a picker of the knowledge bases to ask
 (those the user may read, several at once); beside it the sources panel, where each citation shows its KB, file,
 page and character range and the cited sentence highlighted inside its passage (click a marker to bring it into
 view); uploads into one chosen KB the user may add to, indexed incrementally; the status of the user's KBs with a
@@ -21,6 +23,7 @@ from ..config import MODES
 from ..errors import RagError
 from ..load import SUFFIXES
 from .app import MAX_K, ChatApp
+from .history import FEEDBACK_OPTIONS, ConversationPanel
 from .render import render_panel
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -37,14 +40,17 @@ def build_app(app: ChatApp) -> "gr.Blocks":
 
     can_add = not app.access.read_only
     hidden = dict(visible=False)  # shown per session, to those it concerns
+    conversations = ConversationPanel(app)
     with gr.Blocks(title="Ask your documents") as demo:
         demo.rag_app = app  # for tests
+        with gr.Sidebar(width=280, elem_id="rag-sidebar"):
+            conversations.build_sidebar(gr)
         gr.Markdown("## Ask your documents\nAnswers cite the exact sentences they come from: click a marker [n] to check it.")
         with gr.Row(equal_height=True, elem_id="rag-docbar"):
             status = gr.HTML("", elem_id="rag-status", scale=4)
             if can_add:
-                target = gr.Dropdown([], label="Add to", elem_id="rag-target", allow_custom_value=True, scale=1,
-                                     min_width=140, container=False, **hidden)
+                target = gr.Dropdown([], label="Add documents to", elem_id="rag-target", allow_custom_value=True,
+                                     scale=1, min_width=160, **hidden)
                 upload_btn = gr.UploadButton("Add documents", elem_id="rag-upload", file_count="multiple",
                                              file_types=list(SUFFIXES), type="filepath", size="sm", scale=0,
                                              min_width=150, **hidden)
@@ -61,7 +67,7 @@ def build_app(app: ChatApp) -> "gr.Blocks":
                     label="Chat",
                     height=540,
                     latex_delimiters=[],
-                    feedback_options=None,
+                    feedback_options=FEEDBACK_OPTIONS,
                     buttons=["copy"],
                     placeholder="Ask something your documents answer, e.g. *How many U.S. presidents has Putin outlasted?*",
                 )
@@ -70,6 +76,7 @@ def build_app(app: ChatApp) -> "gr.Blocks":
                                           placeholder="Ask a question and press Enter", scale=5, lines=1,
                                           max_lines=4, autofocus=True)
                     ask_btn = gr.Button("Ask", variant="primary", elem_id="rag-ask", scale=1, min_width=80)
+                conversations.build_feedback(gr)
                 with gr.Row(equal_height=False):
                     clear_btn = gr.Button("New conversation", size="sm", elem_id="rag-clear", scale=0, min_width=160)
                 with gr.Accordion("Settings", open=False):
@@ -81,17 +88,8 @@ def build_app(app: ChatApp) -> "gr.Blocks":
                 gr.Markdown("### Sources")
                 sources = gr.HTML(render_panel([]), elem_id="rag-sources")
         turns = gr.State([])
-
-        def chat(question, turns, k, mode, kbs, request: gr.Request):
-            yield from app.chat(question, turns, k, mode, kbs, user=request.username)
-
-        chat_io = dict(fn=chat, inputs=[question, turns, k, mode, kbs], outputs=[chatbot, sources, turns, question],
-                       concurrency_limit=4, concurrency_id="chat", api_visibility="private",
-                       show_progress="hidden")  # the pending message has its own spinner and words
-        question.submit(**chat_io)
-        ask_btn.click(**chat_io)
-        clear_btn.click(lambda: ([], render_panel([]), [], ""), outputs=[chatbot, sources, turns, question],
-                        api_visibility="private", queue=False)
+        conversations.wire(gr, demo, chatbot=chatbot, sources=sources, turns=turns, question=question, k=k, mode=mode,
+                           kbs=kbs, ask_btn=ask_btn, clear_btn=clear_btn)
 
         def session(request: gr.Request):
             """Per page load: this user's KBs in the picker, the KBs they may add to, their name on Log out."""

@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from ..model import LOW_CONFIDENCE
+from ..model import LOW_CONFIDENCE, WITHHELD
+from ..pages.view import view_query
 
 MARKER = re.compile(r"\[(\d+)\]")
 SPIN = '<span class="rag-spin"></span>'  # a CSS spinner: emoji need fonts a server may lack
@@ -89,6 +90,18 @@ def open_link(file_url: Callable | None, item: dict) -> str:
     return f' <a class="rag-open" href="{esc(url)}" target="_blank" rel="noopener">open</a>'
 
 
+def view_link(citations: list[dict], i: int) -> str:
+    """A link to the page view of citations[i] (/cite: the page with the cited lines highlighted, or the text with
+    the span), which chat.js opens in an overlay; the link carries every citation's span, for previous and next."""
+    c = citations[i]
+    if not c.get("kb") or not c.get("source"):
+        return ""
+    label, title = (("page", "the cited lines on the page") if c.get("page") is not None or c.get("ocr")
+                    else ("in context", "the cited sentence in its document"))
+    return (f' <a class="rag-view" href="cite?{esc(view_query(citations, i))}" target="_blank" rel="noopener" '
+            f'title="{title}">{label}</a>')
+
+
 def render_sources(answer: dict, prefix: str = "src-", file_url: Callable | None = None) -> str:
     """The sources of one answer: each citation with its sentence highlighted in its passage."""
     passages = answer.get("passages") or []
@@ -103,6 +116,10 @@ def render_sources(answer: dict, prefix: str = "src-", file_url: Callable | None
         if passages:
             parts.append(f"<h4>Closest related passages ({len(passages)})</h4>")
             for i, p in enumerate(passages, 1):
+                if p.get("withheld"):
+                    parts.append(f'<section class="rag-src rag-withheld" id="{prefix}rel-{i}"><header>'
+                                 f'<span class="rag-n">{i}.</span> {WITHHELD}</header></section>')
+                    continue
                 parts.append(
                     f'<section class="rag-src" id="{prefix}rel-{i}"><header>'
                     f'<span class="rag-n">{i}.</span> '
@@ -115,8 +132,12 @@ def render_sources(answer: dict, prefix: str = "src-", file_url: Callable | None
             parts.append("<p>No passage in the index is related to the question.</p>")
         parts.append("</div>")
         return "".join(parts)
-    for c in citations:
+    for i, c in enumerate(citations):
         n = c.get("n")
+        if c.get("withheld"):  # into a KB the reader may no longer read: nothing of it is shown
+            parts.append(f'<section class="rag-src rag-withheld" id="{prefix}{esc(n)}"><header>'
+                         f'<span class="rag-n">[{esc(n)}]</span> {WITHHELD}</header></section>')
+            continue
         idx = c.get("passage", 0)
         p = passages[idx] if isinstance(idx, int) and 0 <= idx < len(passages) else None
         pieces = (
@@ -133,7 +154,7 @@ def render_sources(answer: dict, prefix: str = "src-", file_url: Callable | None
             f'<section class="rag-src" id="{prefix}{esc(n)}"><header>'
             f'<span class="rag-n">[{esc(n)}]</span> '
             f'{location(c)}'
-            f'{open_link(file_url, c)}</header>'
+            f'{open_link(file_url, c)}{view_link(citations, i)}</header>'
             f'<p class="rag-passage">{body}</p></section>'
         )
     return "".join(parts)

@@ -2,6 +2,7 @@
 
   documents.py  index, status, search, ask: the documents and questions
   admin.py      user, kb: who may do what, and the knowledge bases
+  history.py    history, feedback: the conversations the chat kept, and the ratings of its answers
 
 Exit codes: 0 success; 1 `rag index` finished but some files could not be indexed (listed);
 2 an error stopped the command (its message says what to do); 130 interrupted.
@@ -19,6 +20,8 @@ from ..errors import RagError, explain
 from .admin import cmd_kb, cmd_user
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
 from .documents import cmd_ask, cmd_index, cmd_search, cmd_status
+from .history import add_parsers as add_history_parsers
+from .history import cmd_feedback, cmd_history
 
 SETTINGS = {f.name for f in dataclasses.fields(Settings)}  # flags with these names become Settings
 
@@ -114,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = kbs.add_parser("remove", parents=[users_file], help="remove a knowledge base and its index (not its corpus)")
     q.add_argument("name")
     q.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_history_parsers(sub, users_file)
     return parser
 
 
@@ -147,7 +151,7 @@ def cmd_chat(args, settings: Settings) -> int:
 
 
 COMMANDS = {"index": cmd_index, "status": cmd_status, "search": cmd_search, "ask": cmd_ask, "serve": cmd_chat,
-            "chat": cmd_chat, "user": cmd_user, "kb": cmd_kb}
+            "chat": cmd_chat, "user": cmd_user, "kb": cmd_kb, "history": cmd_history, "feedback": cmd_feedback}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model import Answer
+from ..model import Answer, Citation
 from .align import align, normalized
 from .words import span_boxes
 
@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 LAYOUTS = 64  # pages whose characters, boxes and alignment are kept (~100 KB each for a dense page)
 GAP = 2  # a line's cited characters separated by more than this many uncited ones get a rectangle each
 Box = tuple[float, float, float, float]
-_LINE_END_HYPHEN = re.compile("[-\u2010]\\s*\n\\s*|\x02")
+_LINE_END_HYPHEN = re.compile("[-\u2010]\\s*\n\\s*|\x02")  # pdfium's \x02: a hyphen it took for a word break
+# held(): in a read-back, a hyphen at a line end, and a glyph pdfium could not name (a control character)
+_LINE_END, _HYPHEN, _ANY = re.compile("[-\u2010]\\s*\n\\s*"), "\ue000", "\ue001"
+_UNNAMED = re.compile("[\x01-\x08\x0b\x0e-\x1f]")
 
 
 @dataclass(kw_only=True)
@@ -202,17 +205,39 @@ def locate(answer: Answer, store_of, passwords=()) -> None:
         for c in wanted:
             hit = answer.passages[c.passage]
             page = pages.get((hit.kb, hit.chunk_id))
-            try:
-                placed = _place(c, page, open_file) if page else None
-            except Exception as e:  # a page pdfium cannot read: the citation stands without boxes
-                log.warning("no boxes for %s page %s: %s: %s", c.source, c.page, type(e).__name__, e)
-                placed = None
-            if placed and placed[0]:
-                c.boxes, c.page_width, c.page_height = placed[0], round(placed[1], 2), round(placed[2], 2)
+            if page:
+                _fill(c, page, open_file)
     finally:
         for pdf in opened.values():
             if pdf is not None:
                 pdf.close()
+
+
+def locate_one(c: Citation, page: dict, passwords=()) -> None:
+    """Give one citation into the stored `page` (Store.page_of) its boxes, as locate() does: the page view's,
+    which has the citation's span from its link and nothing of the answer."""
+    opened = []
+
+    def open_file(path: str, file_hash: str):
+        opened.append(open_pdf(path, file_hash, passwords))
+        return opened[-1]
+
+    try:
+        _fill(c, page, open_file)
+    finally:
+        for pdf in opened:
+            if pdf is not None:
+                pdf.close()
+
+
+def _fill(c: Citation, page: dict, open_file) -> None:
+    try:
+        placed = _place(c, page, open_file)
+    except Exception as e:  # a page pdfium cannot read: the citation stands without boxes
+        log.warning("no boxes for %s page %s: %s: %s", c.source, c.page, type(e).__name__, e)
+        placed = None
+    if placed and placed[0]:
+        c.boxes, c.page_width, c.page_height = placed[0], round(placed[1], 2), round(placed[2], 2)
 
 
 def _place(c, page: dict, open_file) -> tuple[list[Box], float, float] | None:
@@ -247,13 +272,17 @@ def text_in(page, boxes: list[Box]) -> str:
 
 
 def held(sentence: str, read_back: str) -> tuple[bool, int]:
-    """Does `read_back` (text_in of a citation's boxes) contain `sentence`, whitespace and hyphenation aside,
-    and how many characters more does it have?"""
-    a, b = _squashed(sentence), _squashed(read_back)
-    return a in b, len(b) - len(a)
+    """Does `read_back` (text_in of a citation's boxes) contain `sentence`, whitespace and the hyphens of words
+    broken at a line end aside, and how many characters more does it have? A glyph pdfium cannot name (it gives
+    a control character: a font without a Unicode map, as TeX's math fonts) stands for any one character; a
+    hyphen at a line end of the read-back may be the sentence's own hyphen ("- Isolated", a list's dash) or none."""
+    a = _squashed(_LINE_END_HYPHEN.sub("", sentence))
+    b = _squashed(_UNNAMED.sub(_ANY, _LINE_END.sub(_HYPHEN, read_back)))
+    maybe = f"[{_HYPHEN}{_ANY}]*"
+    pattern = "".join(f"{maybe}(?:{re.escape(c)}|{_ANY}{'|' + _HYPHEN if c in '-‐' else ''})" for c in a)
+    return re.search(pattern, b) is not None, len(b.replace(_HYPHEN, "")) - len(a)
 
 
 def _squashed(text: str) -> str:
-    """The text without whitespace, soft hyphens or the hyphens of words broken at a line end (pdfium drops
-    or marks those: "at\\r\\ntribution", "Computa\\x02tional")."""
-    return normalized(_LINE_END_HYPHEN.sub("", text))[0]
+    """The text without whitespace or soft hyphens."""
+    return normalized(text)[0]

@@ -4,21 +4,30 @@ A PDF citation shows its page image (render.py, the cited lines highlighted) wit
 it and scrolled into view, zoomable, the quoted text beside it and a link to the whole PDF at that page;
 an OCR page says so and shows the highlighted region of the scan beside the quote, so the reader
 compares the two. A citation into a .docx, .html or text file shows the document text with the span
-highlighted and scrolled to. The previous and next citations are one click away. Every text and URL is
-escaped: the document's text is data, never markup.
+highlighted and scrolled to. The previous and next citations are one click away (or ← →); Esc asks the
+chat that shows the view in its overlay to close it. Every text and URL is escaped: the document's text is data,
+never markup, and the page's policy (CSP) runs no script but its own.
+
+The view is stateless: its link carries every citation's span of the answer (`view_query`), and the server
+reads them back (`read_spans`), checks who asks, and takes the quote from the stored text by the offsets.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from html import escape
+from urllib.parse import urlencode
 
+from ..errors import RagError
 from ..model import Citation
 
 CONTEXT = 20_000  # characters of a long document shown either side of the span
 
 _STYLE = """
 body{margin:0;font:15px/1.45 system-ui,sans-serif;color:#1d1d1f;background:#f4f4f6}
-header{position:sticky;top:0;z-index:2;display:flex;gap:.75em;align-items:center;padding:.5em 1em;
+header{position:sticky;top:0;z-index:2;display:flex;gap:.75em;align-items:center;padding:.5em 3em .5em 1em;
  background:#fff;border-bottom:1px solid #ddd}
 header .where{flex:1;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 a.off{pointer-events:none;color:#aaa}
@@ -41,17 +50,29 @@ function zoom(f){ if(page){ const z = Math.min(4, Math.max(0.25, (+page.style.ge
 for (const b of document.querySelectorAll('[data-zoom]')) b.addEventListener('click', () => zoom(+b.dataset.zoom));
 const cited = document.getElementById('cited');
 if (cited) cited.scrollIntoView({block: 'center'});
+document.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape' && window.parent !== window) window.parent.postMessage('rag-view-close', location.origin);
+  const to = {ArrowLeft: 'prev', ArrowRight: 'next'}[e.key];
+  const link = to && document.querySelector(`a[rel=${to}]:not(.off)`);
+  if (link) location.href = link.href;
+});
 """
+# the view's own policy: its one script, inline styles, images of this server, shown only inside this server's pages
+POLICY = ("default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+          "frame-ancestors 'self'; script-src 'sha256-"
+          + base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode() + "'")
+MAX_SPANS = 64  # citations a link may carry (answers cite one to a few)
 
 
 def page_view(citation: Citation, *, position: tuple[int, int] = (1, 1), image_url: str = "", scan_url: str = "",
-              file_url: str = "", previous_url: str = "", next_url: str = "", text: str | None = None) -> str:
+              file_url: str = "", previous_url: str = "", next_url: str = "", text: str | None = None,
+              note: str = "") -> str:
     """The HTML page showing `citation` (number position[0] of position[1] in its answer).
 
     image_url: its page drawn with the lines highlighted (PDFs); scan_url: the highlighted region alone
     (OCR pages); file_url: the whole file (a PDF opens at the page); previous_url, next_url: the views of the
     neighbouring citations ("" where there is none); text: the document's stored text, shown when there
-    is no page image (.docx, .html, text files)."""
+    is no page image (.docx, .html, text files, a PDF changed since it was indexed); note: said beside the quote."""
     c = citation
     where = escape(c.source) + (f", page {c.page}" if c.page is not None else "")
     to_file = f"{file_url}#page={c.page}" if file_url and c.page is not None else file_url
@@ -73,6 +94,8 @@ def page_view(citation: Citation, *, position: tuple[int, int] = (1, 1), image_u
             aside += f'<img class="scan" src="{escape(scan_url, quote=True)}" alt="the cited region of the scan">'
     if image_url and not c.boxes:
         aside += '<p class="note">The sentence could not be placed on this page: find it by its words.</p>'
+    if note:
+        aside += f'<p class="note">{escape(note)}</p>'
     aside += "</aside>"
     if image_url:
         body = _page(c, image_url)
@@ -105,3 +128,42 @@ def _document(text: str, start: int, end: int) -> str:
     return (f'<pre class="doc">{"&hellip;" if first else ""}{escape(text[first:start])}'
             f'<mark id="cited">{escape(text[start:end])}</mark>{escape(text[end:last])}'
             f'{"&hellip;" if last < len(text) else ""}</pre>')
+
+
+def view_query(citations: list[dict], i: int) -> str:
+    """The query string of the view of citations[i] (Answer.to_dict()'s), carrying every citation's span:
+    [n, kb, source, page, start, end], and doc_id where it is not the source (a JSONL record); of an answer
+    with more than MAX_SPANS citations, the MAX_SPANS up to the one shown. Withheld citations are left out."""
+    shown = [c for c in citations if c.get("kb") and c.get("source")]  # a withheld citation has neither
+    i = shown.index(citations[i])
+    first = max(0, i - MAX_SPANS + 1)
+    spans = []
+    for c in shown[first:first + MAX_SPANS]:
+        span = [c.get("n"), c.get("kb") or "", c.get("source"), c.get("page"), c.get("start"), c.get("end")]
+        spans.append(json.dumps(span + ([c["doc_id"]] if c.get("doc_id", c.get("source")) != c.get("source") else []),
+                                separators=(",", ":"), ensure_ascii=False))
+    return urlencode([("i", i - first)] + [("c", s) for s in spans])
+
+
+def read_spans(values: list[str]) -> list[Citation]:
+    """The citations a view link carries (view_query), their text still empty: the server takes it from the
+    stored text. RagError for anything the chat does not make."""
+    if not 1 <= len(values) <= MAX_SPANS:
+        raise RagError(f"a page view link carries 1 to {MAX_SPANS} citations, not {len(values)}")
+    out = []
+    for value in values:
+        try:
+            span = json.loads(value)
+            n, kb, source, page, start, end, *rest = span
+            doc_id = rest[0] if rest else source
+            ok = (len(rest) <= 1 and all(isinstance(v, str) for v in (kb, source, doc_id))
+                  and all(type(v) is int for v in (n, start, end)) and (page is None or type(page) is int)
+                  and 0 <= start <= end)
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            raise RagError(f"not a citation of a page view link: {value[:200]!r}; open the view from the chat's "
+                           "Sources panel")
+        out.append(Citation(n=n, kb=kb, source=source, doc_id=doc_id, page=page, start=start, end=end, text="",
+                            score=0.0))
+    return out

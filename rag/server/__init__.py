@@ -3,6 +3,7 @@
   app.py     the FastAPI app: login, files, the API, and the Gradio chat mounted at /; run by uvicorn
   auth.py    who is calling: login sessions, API tokens, or a server without logins (-> rag/access.py)
   files.py   the documents themselves, for the chat's "open" links
+  cite.py    the page view of a citation (its page drawn, the cited lines highlighted), for the chat's "page" links
   main.py    `rag serve` / `rag chat` / `python ui.py`: flags, the start-up checks, serving until Ctrl-C
 """
 

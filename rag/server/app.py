@@ -1,6 +1,6 @@
 """The FastAPI app: login, files and the API first, then the Gradio chat mounted at / (routes added after a mount
 at / would never be reached). Middleware wraps all of it: SafeFiles on every response, the login throttle and the
-login redirect when there are logins.
+login redirect when there are logins, a cookie per browser (its conversations' key) when there are none.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from ..chat.throttle import LoginThrottle
 from ..chat.uploads import MAX_UPLOAD_MB
 from ..config import Settings
 from ..kb import Library
-from . import files
-from .auth import Auth, LoginRedirect
+from . import cite, files
+from .auth import Auth, BrowserCookie, LoginRedirect
 
 
 @dataclass(kw_only=True)
@@ -47,12 +47,15 @@ def build(settings: Settings, *, access: Access | None = None, max_upload_mb: fl
     app = fastapi.FastAPI(title="rag", summary="Answers from your documents, every claim cited to its exact span",
                           docs_url="/docs", redoc_url=None)
     app.state.rag = Server(settings=settings, library=library, access=access, auth=auth, chat=chat)
-    app.add_middleware(SafeFiles, pages=("/", "/login", "/docs"))  # our own pages run their scripts
+    app.add_middleware(SafeFiles, pages=("/", "/login", "/docs", "/cite"))  # our own pages run their scripts
     if access.logins:
         app.add_middleware(LoginRedirect, auth=auth)
         app.add_middleware(LoginThrottle)  # outermost: every login attempt waits what its sender has earned
+    else:
+        app.add_middleware(BrowserCookie)
     app.include_router(auth.routes())
     app.include_router(files.routes(auth=auth, library=library))
+    app.include_router(cite.routes(auth=auth, library=library, settings=settings, file_url=chat.file_url))
     demo = build_app(chat)
     demo.queue(default_concurrency_limit=2)
     poll_less(demo)  # an idle server sleeps (gradio's queue would look for work every 1 ms)

@@ -5,7 +5,8 @@ whose SHA-256 is kept in library.sqlite, so a session survives a restart, ends a
 removed, or when their password changes (the session remembers a fingerprint of the password hash), and is
 checked against the users file on every request. The mounted chat learns the user through gradio's
 `auth_dependency`; the API reads the same `principal()`. API tokens come as `Authorization: Bearer rag_...` and
-carry their user's rights or fewer (rag/tokens.py).
+carry their user's rights or fewer (rag/tokens.py). Without logins, each browser gets a random cookie of its own
+(BrowserCookie), the key its conversations are kept under.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.datastructures import MutableHeaders
 
 from ..access import Access, Principal
+from ..conversations import BROWSER_COOKIE
 from ..store import LibraryStore
 from ..tokens import principal_for_token
 
 SESSION_COOKIE = "rag-session"
 SESSION_IDLE_DAYS = 30  # a session not used for this long ends
+BROWSER_COOKIE_DAYS = 400  # the longest a browser keeps a cookie (Chromium's cap)
 _PAGE = Path(__file__).resolve().parent / "static" / "login.html"
 
 
@@ -135,3 +139,25 @@ class LoginRedirect:
                 await RedirectResponse("login?next=" + quote("/"), status_code=302)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class BrowserCookie:
+    """ASGI middleware for a server without logins: a response to a browser that has no rag-browser cookie sets
+    one, 32 random bytes, so the page's next requests say which browser they come from (rag/conversations.py)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or BROWSER_COOKIE in Request(scope).cookies:
+            await self.app(scope, receive, send)
+            return
+        cookie = (f"{BROWSER_COOKIE}={secrets.token_urlsafe(32)}; Path=/; Max-Age={BROWSER_COOKIE_DAYS * 86400}; "
+                  "HttpOnly; SameSite=Lax")
+
+        async def send_with_cookie(message):
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append("set-cookie", cookie)
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)

@@ -316,19 +316,21 @@ class Store:
 
     def document_text(self, source: str, doc_id: str, page) -> str | None:
         """The stored text a citation's offsets point into."""
-        row = self._db.execute(
-            "SELECT text FROM documents WHERE source = ? AND doc_id = ? AND page IS ?", (source, doc_id, page)
-        ).fetchone()
-        return row[0] if row else None
+        found = self.page_of(source, doc_id, page)
+        return found and found["text"]
 
     def pages_of(self, chunk_ids) -> dict[int, dict]:
         """{chunk id: {"path", "hash", "text", "ocr", "words": PageWords or None}} of these chunks' documents."""
         ids = sorted({int(i) for i in chunk_ids})
-        rows = self._db.execute(
-            "SELECT c.id, d.path, f.hash, d.text, d.ocr, d.words FROM chunks c JOIN documents d ON d.id = c.document "
-            f"JOIN files f ON f.path = d.path WHERE c.id IN ({','.join('?' * len(ids))})", ids)
-        return {r[0]: {"path": r[1], "hash": r[2], "text": r[3], "ocr": bool(r[4]),
-                       "words": unpack_words(r[5]) if r[5] else None} for r in rows}
+        rows = self._db.execute(_PAGE.format(key="c.id") + " JOIN chunks c ON c.document = d.id "
+                                f"WHERE c.id IN ({','.join('?' * len(ids))})", ids)
+        return {r[0]: _page(r) for r in rows}
+
+    def page_of(self, source: str, doc_id: str, page) -> dict | None:
+        """The same of one document (a citation's source, doc_id and page), or None: the page view's."""
+        row = self._db.execute(_PAGE.format(key="d.id") + " WHERE d.source = ? AND d.doc_id = ? AND d.page IS ?",
+                               (source, doc_id, page)).fetchone()
+        return _page(row) if row else None
 
     def documents(self, source: str | None = None) -> list[dict]:
         """{"id", "path", "source", "doc_id", "page", "title", "text", "ocr"} of every document (of one source)."""
@@ -379,6 +381,13 @@ class _Transaction:
     def __exit__(self, exc_type, exc, tb):
         self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
         return False
+
+
+_PAGE = "SELECT {key}, d.path, f.hash, d.text, d.ocr, d.words FROM documents d JOIN files f ON f.path = d.path"
+
+
+def _page(r) -> dict:
+    return {"path": r[1], "hash": r[2], "text": r[3], "ocr": bool(r[4]), "words": unpack_words(r[5]) if r[5] else None}
 
 
 def _hit(row, score: float) -> Hit:

@@ -2,8 +2,11 @@
 
 It holds what is not derived from documents and cannot be rebuilt from a corpus: the registered knowledge bases
 (the default one is implicit: the configured corpus and index folders), login sessions, API tokens (only their
-hashes), and, added by the modules that own them, conversations and feedback. Every statement is here; callers get
-plain dicts and tuples.
+hashes), conversations with their turns (rag/conversations.py) and feedback on answers. Every statement is here;
+callers get plain dicts and tuples.
+
+Schema versions: 1 knowledge bases, sessions, tokens; 2 adds conversations, turns and feedback. An older file is
+brought up to date in place when opened (the new tables are made; nothing is rewritten).
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import json
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import RagError, explain
 
 DB_NAME = "library.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,7 +46,42 @@ CREATE TABLE IF NOT EXISTS tokens (
     created REAL NOT NULL,
     used REAL                    -- last use
 );
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,         -- random, URL-safe: what `rag history` names
+    owner TEXT NOT NULL,         -- user:NAME with logins, browser:ID without (rag/conversations.py)
+    title TEXT NOT NULL,         -- the first question, until renamed
+    created REAL NOT NULL,
+    updated REAL NOT NULL        -- the last question asked, or renamed
+);
+CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, updated);
+CREATE TABLE IF NOT EXISTS turns (
+    conversation TEXT NOT NULL,  -- conversations.id, deleted with it
+    n INTEGER NOT NULL,          -- 1, 2, ... in the order asked
+    question TEXT NOT NULL,      -- as typed (the answer holds it written out: resolved_question)
+    kbs TEXT NOT NULL,           -- JSON list of the knowledge bases asked
+    answer TEXT NOT NULL,        -- JSON of Answer.to_dict() as it was given, every citation whole
+    created REAL NOT NULL,
+    PRIMARY KEY (conversation, n)
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    conversation TEXT NOT NULL,  -- the rated turn (the record stays when the conversation is deleted)
+    n INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    rating INTEGER NOT NULL,     -- 1 thumbs up, -1 thumbs down
+    comment TEXT NOT NULL,
+    question TEXT NOT NULL,
+    resolved TEXT NOT NULL,      -- the question as it was searched
+    kbs TEXT NOT NULL,           -- JSON list of the knowledge bases asked
+    answer TEXT NOT NULL,        -- JSON of Answer.to_dict(): text, citations, confidence
+    confidence REAL NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (conversation, n)
+);
 """
+CONVERSATION = ("id", "owner", "title", "created", "updated", "turns")
+FEEDBACK = ("conversation", "n", "owner", "rating", "comment", "question", "resolved", "kbs", "answer", "confidence",
+            "created", "updated")
 
 
 class LibraryStore:
@@ -81,12 +120,29 @@ class LibraryStore:
                 conn.execute("INSERT INTO meta VALUES ('schema', ?)", (json.dumps(SCHEMA_VERSION),))
             elif json.loads(row[0]) > SCHEMA_VERSION:
                 raise RagError(f"{self.path} was written by a newer version of rag (schema {row[0]}); upgrade rag")
+            elif json.loads(row[0]) < SCHEMA_VERSION:  # the tables added since were made above, empty
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (json.dumps(SCHEMA_VERSION),))
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as e:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise RagError(f"{self.path} is not a usable library database ({e}); move it aside and start again") from None
         self._ready = True
+
+    def schema(self) -> int:
+        return json.loads(self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0])
+
+    @contextmanager
+    def _transaction(self):
+        """Several statements as one: all or none, and no other writer in between."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def _write(self, sql: str, params=()) -> int:
         try:
@@ -158,6 +214,86 @@ class LibraryStore:
 
     def remove_token(self, name: str) -> bool:
         return self._write("DELETE FROM tokens WHERE name = ?", (name,)) > 0
+
+    # -- conversations ---------------------------------------------------------------------------
+
+    def add_conversation(self, conversation: str, owner: str, title: str) -> None:
+        now = time.time()
+        self._write("INSERT INTO conversations VALUES (?, ?, ?, ?, ?)", (conversation, owner, title, now, now))
+
+    def conversations(self, owner: str | None = None) -> list[dict]:
+        """{"id", "owner", "title", "created", "updated", "turns"} of an owner's conversations (None: everyone's),
+        the latest first."""
+        rows = self._db.execute(
+            "SELECT id, owner, title, created, updated, (SELECT count(*) FROM turns WHERE conversation = id) "
+            "FROM conversations WHERE ? IS NULL OR owner = ? ORDER BY updated DESC, rowid DESC", (owner, owner))
+        return [dict(zip(CONVERSATION, row)) for row in rows]
+
+    def conversation(self, conversation: str) -> dict | None:
+        row = self._db.execute(
+            "SELECT id, owner, title, created, updated, (SELECT count(*) FROM turns WHERE conversation = id) "
+            "FROM conversations WHERE id = ?", (conversation,)).fetchone()
+        return dict(zip(CONVERSATION, row)) if row else None
+
+    def rename_conversation(self, conversation: str, title: str) -> bool:
+        return self._write("UPDATE conversations SET title = ?, updated = ? WHERE id = ?",
+                           (title, time.time(), conversation)) > 0
+
+    def remove_conversation(self, conversation: str) -> bool:
+        """The conversation and its turns; feedback given on them stays."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM turns WHERE conversation = ?", (conversation,))
+            return db.execute("DELETE FROM conversations WHERE id = ?", (conversation,)).rowcount > 0
+
+    def add_turn(self, conversation: str, question: str, kbs: list[str], answer: dict) -> int:
+        """Append a turn; its number."""
+        now = time.time()
+        with self._transaction() as db:
+            n = db.execute("SELECT coalesce(max(n), 0) + 1 FROM turns WHERE conversation = ?",
+                           (conversation,)).fetchone()[0]
+            db.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?)",
+                       (conversation, n, question, json.dumps(kbs), json.dumps(answer, ensure_ascii=False), now))
+            db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation))
+        return n
+
+    def turns(self, conversation: str) -> list[dict]:
+        """{"n", "question", "kbs", "answer", "created"} of each turn, in order (answer: the dict as stored)."""
+        rows = self._db.execute("SELECT n, question, kbs, answer, created FROM turns WHERE conversation = ? "
+                                "ORDER BY n", (conversation,))
+        return [{"n": n, "question": q, "kbs": json.loads(k), "answer": json.loads(a), "created": c}
+                for n, q, k, a, c in rows]
+
+    # -- feedback ----------------------------------------------------------------------------------
+
+    def set_feedback(self, *, conversation: str, n: int, owner: str, rating: int, question: str, resolved: str,
+                     kbs: list[str], answer: dict, confidence: float) -> None:
+        """Rate a turn, or rate it anew (a comment already given stays)."""
+        now = time.time()
+        self._write(
+            "INSERT INTO feedback VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (conversation, n) "
+            "DO UPDATE SET rating = excluded.rating, updated = excluded.updated",
+            (conversation, n, owner, rating, question, resolved, json.dumps(kbs),
+             json.dumps(answer, ensure_ascii=False), confidence, now, now))
+
+    def comment_feedback(self, conversation: str, n: int, comment: str) -> bool:
+        return self._write("UPDATE feedback SET comment = ?, updated = ? WHERE conversation = ? AND n = ?",
+                           (comment, time.time(), conversation, n)) > 0
+
+    def remove_feedback(self, conversation: str, n: int) -> bool:
+        return self._write("DELETE FROM feedback WHERE conversation = ? AND n = ?", (conversation, n)) > 0
+
+    def feedback(self, *, conversation: str | None = None, owner: str | None = None) -> list[dict]:
+        """Feedback records (of one conversation, or one owner; None: all), oldest first; kbs and answer decoded."""
+        rows = self._db.execute(
+            f"SELECT {', '.join(FEEDBACK)} FROM feedback WHERE (? IS NULL OR conversation = ?) "
+            "AND (? IS NULL OR owner = ?) ORDER BY created, conversation, n",
+            (conversation, conversation, owner, owner))
+        out = []
+        for row in rows:
+            record = dict(zip(FEEDBACK, row))
+            record["kbs"], record["answer"] = json.loads(record["kbs"]), json.loads(record["answer"])
+            out.append(record)
+        return out
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -18,6 +18,7 @@ import asyncio
 import ipaddress
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import AccessError, KnowledgeBaseNotFoundError
 from .users import EVERY_KB, UserFile, role_in
@@ -113,6 +114,20 @@ class Access:
         except AccessError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return False
+
+
+def check_users_file(auth_file, corpus_dirs) -> None:
+    """A users file inside a corpus folder would be indexed, served to every reader of that knowledge base and
+    replaced by an upload of the same name: refuse to start with it."""
+    if not auth_file:
+        return
+    where = Path(auth_file).resolve()
+    for corpus in corpus_dirs:
+        if where.is_relative_to(Path(corpus).resolve()):
+            raise AccessError(
+                f"the users file {auth_file} is inside the corpus folder {corpus}: it would be indexed, served to "
+                "every reader and replaced by an upload of the same name; move it out of the corpus and point "
+                "--auth-file (RAG_AUTH_FILE) at its new place")
 
 
 def check_exposure(*, host: str, access: Access, no_auth: bool) -> None:

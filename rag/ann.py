@@ -127,9 +127,16 @@ def save(index, directory: Path, generation: int) -> None:
     remove_stale_temp_files(directory)
     final = faiss_path(directory, generation)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    faiss.write_index(index, str(tmp))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    try:
+        # through Python's file, so a full disk raises OSError here (faiss's own writer only prints a
+        # failed close, and the truncated file would be renamed into place)
+        with open(tmp, "wb") as f:
+            faiss.write_index(index, faiss.PyCallbackIOWriter(f.write))
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, final)
     for old in Path(directory).glob("faiss-*.index"):
         if old != final:

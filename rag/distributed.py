@@ -41,8 +41,6 @@ from .errors import DocumentError, RagError
 from .load import LoadOptions
 from .model import Chunk, Document, EmbeddedDocument, EmbeddedFile, IngestReport
 
-log = logging.getLogger(__name__)
-
 PROGRESS_EVERY = 256  # chunks between progress reports
 INSTALL = "pip install 'ray[data]' (from a checkout of rag: pip install -e '.[ray]')"
 
@@ -222,9 +220,7 @@ def _write(index, pieces, jobs: list[Job], progress, report: IngestReport, write
         if p.last or since >= PROGRESS_EVERY:
             progress("embedding", report.embedded, report.embedded)
             since = 0
-    log.info("Ray: %s; by %d actor(s) (%s rows)", "; ".join(
-        f"{stage} on {len(nodes)} node(s) ({', '.join(f'{n}: {k}' for n, k in sorted(nodes.items()))})"
-        for stage, nodes in places.items()), len(actors), "/".join(map(str, sorted(actors.values()))))
+    report.cluster = {**{stage: dict(nodes) for stage, nodes in places.items()}, "actors": len(actors)}
 
 
 def _load(row, *, tokens, options: LoadOptions, chunk_tokens: int, overlap_tokens: int, model: str):

@@ -62,3 +62,33 @@ class ConversationNotFoundError(RagError):
         self.conversation = conversation
         super().__init__(f"no conversation {conversation!r} of yours; the chat's side list (or `rag history list`) "
                          "shows them")
+
+
+def explain(error: BaseException, index_dir=None) -> str | None:
+    """One line for what failed around us rather than in our input: a folder that cannot be written, a full
+    disk, a damaged database. None for anything else (a bug, whose traceback should show)."""
+    import errno
+    import sqlite3
+
+    index = f"the index {index_dir}" if index_dir else "the index"
+    full = f"the disk is full ({error}): free some space and run the command again; {index} keeps its last commit"
+    if isinstance(error, sqlite3.Error):
+        text = str(error)
+        if "full" in text:
+            return full
+        if "readonly" in text or "unable to open" in text:
+            return (f"cannot write {index} ({text}): give this user write access to its folder, "
+                    "or choose another one with --index / RAG_INDEX_DIR")
+        if "locked" in text or "busy" in text:
+            return f"{index} is busy ({text}): another process holds it; wait for it to finish and run again"
+        return (f"{index} is damaged ({text}): move its folder aside and run `rag index` to build it again "
+                "from the documents")
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return full
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return (f"{where}{error.strerror}: give this user access to it, or choose other folders "
+                    "(--index / RAG_INDEX_DIR, --corpus / RAG_CORPUS_DIR)")
+        return f"{where}{error.strerror or error}: check that path and run the command again"
+    return None

@@ -222,6 +222,9 @@ class IngestReport:
     chunks: int = 0  # chunks written
     embedded: int = 0  # chunks that needed the model (the rest reused a stored vector)
     seconds: float = 0.0
+    # on a Ray cluster (rag/distributed.py): where the work ran, {"loaded": {node id: rows}, "embedded": {node id:
+    # rows}, "actors": embedding actors that sent rows}; empty for a local run
+    cluster: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -231,4 +234,4 @@ class IngestReport:
         return {"added": self.added, "unchanged": self.unchanged, "removed": self.removed,
                 "failed": [{"path": e.path, "line": e.line, "reason": e.reason} for e in self.failed],
                 "skipped": self.skipped, "chunks": self.chunks, "embedded": self.embedded,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), **({"cluster": self.cluster} if self.cluster else {})}

@@ -6,18 +6,20 @@ real SIGKILLs of a Ray worker, an actor and a driver process."""
 from __future__ import annotations
 
 import importlib.util
-import logging
+import json
 import os
 import pickle
 import re
 import shutil
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import CORPUS_FILE, ROOT, rag_killed_at
+from helpers import CORPUS_FILE, ROOT, rag, rag_killed_at
 from rag import Index, RagError, Settings
 from rag.cli import build_parser
 
@@ -90,11 +92,9 @@ def assert_same_index(got: Index, want: Index, failures=True) -> None:
     assert [(h.source, h.start) for h in got.search(query, k=3)] == [(h.source, h.start) for h in want.search(query, k=3)]
 
 
-def places(caplog) -> dict[str, set[str]]:
-    """The nodes the driver's log says each stage ran on: {"loaded": {node id, ...}, "embedded": {...}}."""
-    (record,) = [r for r in caplog.records if r.name == "rag.distributed" and r.getMessage().startswith("Ray: ")]
-    return {stage: set(re.findall(r"[0-9a-f]{56}", text))
-            for stage, text in re.findall(r"(loaded|embedded) on \d+ node\(s\) \(([^)]*)\)", record.getMessage())}
+def places(report) -> dict[str, set[str]]:
+    """The nodes the report says each stage ran on: {"loaded": {node id, ...}, "embedded": {...}}."""
+    return {stage: set(report.cluster[stage]) for stage in ("loaded", "embedded")}
 
 
 def sent(monkeypatch) -> list[list[str]]:
@@ -144,13 +144,12 @@ def test_the_ray_flag_and_setting():
 # -- on the cluster ---------------------------------------------------------------------------------------
 
 @needs_ray
-def test_an_index_built_on_the_cluster_equals_a_local_build(pair, cluster, caplog, monkeypatch):
+def test_an_index_built_on_the_cluster_equals_a_local_build(pair, cluster, monkeypatch):
     corpus, local, on_ray = pair
     want = Index.open(settings=local)
     expected = want.add([corpus])
     to_cluster = sent(monkeypatch)
     stages = []
-    caplog.set_level(logging.INFO, logger="rag.distributed")
     got = Index.open(settings=on_ray)
     report = got.add([corpus], progress=lambda stage, done, total: stages.append((stage, done, total)))
     assert report.added == expected.added and report.chunks == expected.chunks == report.embedded
@@ -160,8 +159,9 @@ def test_an_index_built_on_the_cluster_equals_a_local_build(pair, cluster, caplo
     assert to_cluster == [["broken.pdf", "notes.md", "otters.txt", "putin-diplomacy.txt", "records.jsonl"]]
     # the work ran on both nodes (each row names the node that loaded it and the one that embedded it)
     nodes = {n.node_id for n in cluster.list_all_nodes()}
-    ran = places(caplog)
+    ran = places(report)
     assert ran["loaded"] | ran["embedded"] == nodes and len(nodes) == 2
+    assert report.cluster["actors"] == 1 and sum(report.cluster["embedded"].values()) == sum(report.cluster["loaded"].values())
     assert ("cluster", 5, 5) in stages and ("embedding", report.embedded, report.embedded) in stages
     assert ("reading", 5, 5) in stages
 
@@ -242,6 +242,66 @@ def test_a_worker_and_an_actor_killed_mid_run_are_retried(pair, cluster, tmp_pat
 
 
 @needs_ray
+def test_an_embedding_actor_killed_from_outside_mid_run_is_restarted(pair, cluster, tmp_path):
+    """The one embedding actor stops inside its first call and says its process id; this test SIGKILLs
+    that process, as the kernel's OOM killer or an operator would. Ray restarts the actor (with the
+    constructor arguments the driver keeps in the object store for the run) and runs the call again:
+    the index is a local build's."""
+    import threading
+
+    import ray
+
+    corpus, local, on_ray = pair
+    stopped, constructed = tmp_path / "embedding-actor.pid", tmp_path / "constructed.txt"
+
+    def stop_first_call():
+        import os
+        import threading
+
+        from rag import distributed
+
+        embed_init, embed_call = distributed.Embed.__init__, distributed.Embed.__call__
+
+        def init_noted(self, *args, **kwargs):
+            embed_init(self, *args, **kwargs)
+            with open(constructed, "a") as f:  # one short line per append: whole lines, whoever writes
+                f.write(f"{self.actor} {os.getpid()}\n")
+
+        def first_call_waits(self, batch):
+            try:  # the first call of the run, in whichever actor: it claims the stop (the claim stays)
+                os.close(os.open(stopped.with_suffix(".claimed"), os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                return embed_call(self, batch)
+            stopped.with_suffix(".tmp").write_text(str(os.getpid()))
+            os.replace(stopped.with_suffix(".tmp"), stopped)  # the pid is there whole when the file appears
+            threading.Event().wait()  # until killed
+
+        distributed.Embed.__init__, distributed.Embed.__call__ = init_noted, first_call_waits
+
+    want = Index.open(settings=local)
+    want.add([corpus])
+    ray.init(address=cluster.address, runtime_env={"worker_process_setup_hook": stop_first_call})
+    try:
+        outcome = {}
+        run = threading.Thread(target=lambda: outcome.update(report=Index.open(settings=on_ray).add([corpus])))
+        run.start()
+        while not stopped.exists():
+            assert run.is_alive(), "the run ended without calling the embedding actor"
+            run.join(timeout=0.1)
+        pid = int(stopped.read_text())
+        assert "MapWorker" in Path(f"/proc/{pid}/cmdline").read_text()  # the embedding actor's process
+        os.kill(pid, signal.SIGKILL)
+        run.join()
+    finally:
+        ray.shutdown()
+    (first, first_pid), (again, again_pid) = [line.split() for line in constructed.read_text().splitlines()]
+    assert first == again and int(first_pid) == pid != int(again_pid)  # the same actor, restarted in a new process
+    report = outcome["report"]
+    assert report.chunks == report.embedded > 0 and report.cluster["actors"] == 1
+    assert_same_index(Index.open(settings=on_ray), want)
+
+
+@needs_ray
 def test_a_driver_killed_mid_run_leaves_the_last_commit_and_a_rerun_finishes(pair, cluster):
     corpus, local, on_ray = pair
     env = {"RAG_INDEX_DIR": str(on_ray.index_dir), "RAG_QUIET": "1"}
@@ -260,8 +320,11 @@ def test_a_driver_killed_mid_run_leaves_the_last_commit_and_a_rerun_finishes(pai
     assert killed.returncode == -9, killed.stderr
     partial = Index.open(settings=on_ray).status()
     assert 0 < partial["files"] < 4
-    report = Index.open(settings=on_ray).add([corpus])
-    assert report.unchanged == partial["files"] and len(report.added) == 4 - partial["files"]
+    rerun = rag("index", str(corpus), "--ray", cluster.address, env=env)  # as a user would, reading its report
+    assert rerun.returncode == 1, rerun.stderr  # the broken PDF and JSONL record are reported, the rest indexed
+    assert f"indexed {4 - partial['files']} file(s), {partial['files']} unchanged" in rerun.stdout, rerun.stdout
+    assert re.search(r"^on the Ray cluster: loaded on [12] node\(s\) \([0-9a-f]{8}: \d+ rows.*\); embedded on [12] "
+                     r"node\(s\) \(.*\); by \d+ embedding actor\(s\)$", rerun.stdout, re.M), rerun.stdout
     want = Index.open(settings=local)
     want.add([corpus])
     assert_same_index(Index.open(settings=on_ray), want)

@@ -307,3 +307,31 @@ def test_a_pdf_answer_names_its_page_and_links_to_it(served, client, tmp_path):
     html = render.render_sources(answer, file_url=app.file_url)
     assert "page 2" in html
     assert 'bridges.pdf#page=2" target="_blank"' in html
+
+
+def server_thread() -> int:
+    """The native id of the thread running the chat server's event loop (uvicorn's, in this process)."""
+    import uvicorn
+
+    (thread,) = [t for t in threading.enumerate()
+                 if isinstance(getattr(getattr(t, "_target", None), "__self__", None), uvicorn.Server)]
+    return thread.native_id
+
+
+def wakeups(tid: int) -> int:
+    """How many times the thread has gone to sleep and woken up (voluntary context switches)."""
+    status = Path(f"/proc/self/task/{tid}/status").read_text()
+    return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+
+def test_an_idle_chat_lets_its_event_loop_sleep(served):
+    """With nobody connected, the server's event loop wakes up a few dozen times a second, not a thousand
+    (gradio's queue polls every 1 ms by default: 4-5% of a core doing nothing, bench/idle_chat.py). A
+    count of wake-ups, not of time: a slower machine only wakes up less."""
+    import time
+
+    tid = server_thread()
+    before, start = wakeups(tid), time.monotonic()
+    time.sleep(3)
+    rate = (wakeups(tid) - before) / (time.monotonic() - start)
+    assert rate < 150, f"the idle event loop woke up {rate:.0f} times a second"

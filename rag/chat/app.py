@@ -24,7 +24,7 @@ from urllib.parse import quote
 from ..access import Access, Principal
 from ..answer import ask
 from ..config import MODES
-from ..errors import AccessError, RagError
+from ..errors import AccessError, RagError, explain
 from ..kb import DEFAULT_KB, Library
 from .render import (SPIN, esc, format_progress, history_for, render_chat, render_panel, render_report,
                      render_status)
@@ -89,7 +89,8 @@ class ChatApp:
                 except RagError as e:
                     self.errors[kb] = str(e)
                 except Exception as e:  # noqa: BLE001 - the page must say why, not hang
-                    self.errors[kb] = f"cannot index it: {type(e).__name__}: {e}"
+                    self.errors[kb] = (explain(e, self.library.get(kb).index_dir)
+                                       or f"cannot index it: {type(e).__name__}: {e}")
                     print(f"indexing the knowledge base {kb} failed: {e}", file=sys.stderr)
         finally:
             self.started.set()

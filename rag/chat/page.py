@@ -35,7 +35,7 @@ def static_text(name: str) -> str:
 
 
 def build_app(app: ChatApp) -> "gr.Blocks":
-    """The chat window over the app's knowledge bases; start-up indexing begins now."""
+    """The chat window over the app's knowledge bases; start-up indexing begins once the server listens."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no version check, no analytics calls
     import gradio as gr
 
@@ -137,5 +137,14 @@ def build_app(app: ChatApp) -> "gr.Blocks":
             return app.api_ask(question, k, mode, kbs, user=request.username if request else None)
 
         gr.api(api_ask, api_name="ask", concurrency_limit=4, concurrency_id="chat")
-    app.start()
     return demo
+
+
+def poll_less(demo, free: float = 0.02, progress: float = 0.1) -> None:
+    """Let an idle chat sleep. gradio 6's queue looks for new events every 1 ms on Linux (and for progress
+    every 10 ms) even with nobody connected: 4-5% of a core, spent waking up (bench/probes/idle_chat.py). Every
+    20 ms brings that to about 1%, for at most 20 ms more before an event starts. These are attributes
+    of gradio's Queue, not options: without them (another gradio), it polls as it did."""
+    queue = getattr(demo, "_queue", None)
+    if hasattr(queue, "sleep_when_free") and hasattr(queue, "progress_update_sleep_when_free"):
+        queue.sleep_when_free, queue.progress_update_sleep_when_free = free, progress

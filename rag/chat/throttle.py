@@ -1,9 +1,8 @@
 """Slowing down password guessing: after a few failed logins for one user name, each try for it waits.
 
-Gradio's `auth=` callable sees only the name and password, not who is asking, so this is an ASGI
-middleware around gradio's own `POST /login` route: it reads the name from the form, holds the attempt
-for the delay that name has earned, and learns the outcome from the response status (200 logged in,
-400 refused).
+An ASGI middleware around the server's `POST /login` route (rag/server/auth.py), so it stays out of the
+route's code: it reads the name from the form, holds the attempt for the delay that name has earned, and
+learns the outcome from the response status (200 logged in, 400 refused).
 
 Failures count per user name, from whatever address they come, and only that name's own success
 starts its count over: logging in as yourself does not buy more guesses at someone else's password,

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sqlite3
 import sys
 
 from ..config import MODES, Settings
-from ..errors import RagError
+from ..errors import RagError, explain
 from .admin import cmd_kb, cmd_user
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
 from .documents import cmd_ask, cmd_index, cmd_search, cmd_status
@@ -123,11 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     options = {k: v for k, v in vars(args).items() if k in SETTINGS}
+    settings = None
     try:
         settings = Settings.from_env(**options)
         return COMMANDS[args.command](args, settings)
     except RagError as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, sqlite3.Error) as e:  # an unwritable folder, a full disk, a damaged database
+        print(f"error: {explain(e, settings.index_dir if settings else None)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted: the index keeps its last committed state", file=sys.stderr)

@@ -37,6 +37,11 @@ def cmd_index(args, settings: Settings) -> int:
     else:
         print(f"indexed {len(report.added)} file(s), {report.unchanged} unchanged, {len(report.removed)} removed; "
               f"{report.chunks} chunks written, {report.embedded} embedded, in {report.seconds:.1f}s")
+        if report.cluster:
+            print("on the Ray cluster: " + "; ".join(
+                f"{stage} on {len(nodes)} node(s) ({', '.join(f'{n[:8]}: {k} rows' for n, k in sorted(nodes.items()))})"
+                for stage, nodes in report.cluster.items() if stage != "actors")
+                + f"; by {report.cluster['actors']} embedding actor(s)")
         if report.skipped:
             print(skipped_summary(report.skipped))
         if report.failed:

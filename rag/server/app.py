@@ -9,9 +9,9 @@ import os
 import threading
 from dataclasses import dataclass
 
-from ..access import Access
+from ..access import Access, check_users_file
 from ..chat import ChatApp, build_app
-from ..chat.page import static_text
+from ..chat.page import poll_less, static_text
 from ..chat.safe_files import SafeFiles
 from ..chat.throttle import LoginThrottle
 from ..chat.uploads import MAX_UPLOAD_MB
@@ -33,13 +33,15 @@ class Server:
 
 
 def build(settings: Settings, *, access: Access | None = None, max_upload_mb: float = MAX_UPLOAD_MB):
-    """The whole server as an ASGI app. Start-up indexing of every knowledge base begins now."""
+    """The whole server as an ASGI app. Start-up indexing of every knowledge base begins once it listens
+    (Running.start): a port already taken stops the start before any indexing."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no version check, no analytics calls
     import fastapi
     import gradio as gr
 
     access = access or Access.from_settings(settings)
     library = Library.open(settings)
+    check_users_file(settings.auth_file, [library.get(kb).corpus_dir for kb in library.names()])
     auth = Auth(access, library.store)
     chat = ChatApp(settings, library, access, max_upload_mb=max_upload_mb)
     app = fastapi.FastAPI(title="rag", summary="Answers from your documents, every claim cited to its exact span",
@@ -56,6 +58,7 @@ def build(settings: Settings, *, access: Access | None = None, max_upload_mb: fl
     app.include_router(cite.routes(auth=auth, library=library, settings=settings, file_url=chat.file_url))
     demo = build_app(chat)
     demo.queue(default_concurrency_limit=2)
+    poll_less(demo)  # an idle server sleeps (gradio's queue would look for work every 1 ms)
     gr.mount_gradio_app(
         app, demo, path="/",
         auth_dependency=auth.username if access.logins else None,
@@ -87,7 +90,7 @@ class Running:
         # proxy headers are trusted from FORWARDED_ALLOW_IPS (default 127.0.0.1): a reverse proxy on this machine
         self.server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=True,
                                              timeout_graceful_shutdown=2))
-        self.host, self.port = host, port
+        self.app, self.host, self.port = app, host, port
         self.thread = None
 
     @property
@@ -100,9 +103,11 @@ class Running:
         self.thread.start()
         while not self.started.wait(0.1):
             if not self.thread.is_alive():
-                raise RuntimeError(f"the server could not start on {self.url} (is the port taken?)")
+                raise RuntimeError(f"the server could not start on {self.url}: is the port taken? choose another "
+                                   "with --port N (or GRADIO_SERVER_PORT)")
         if self.port == 0:  # the port the system chose
             self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.app.state.rag.chat.start()  # listening: now index every knowledge base's corpus
         return self
 
     def stop(self) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 
 from ..access import Access, check_exposure, no_auth_warning
 from ..chat.uploads import MAX_UPLOAD_MB
 from ..config import MODES, Settings
-from ..errors import RagError
+from ..errors import RagError, explain
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,18 +50,21 @@ def main(argv=None, settings=None) -> int:
         return 2
     if args.no_auth:
         print(no_auth_warning(args.host), file=sys.stderr)
+    from .app import Running, build
+
+    try:
+        app = build(settings, access=access, max_upload_mb=args.max_upload_mb)
+        running = Running(app, args.host, args.port).start()
+    except (RagError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error) as e:  # an unwritable index folder, a full disk, a damaged database
+        print(f"error: {explain(e, settings.index_dir)}", file=sys.stderr)
+        return 2
     if access.users is not None:
         users = access.users.users().values()
         print(f"logins from {settings.auth_file}: {len(users)} user(s)" + (" (read-only: nobody adds documents)"
                                                                           if settings.read_only else ""), file=sys.stderr)
-    from .app import Running, build
-
-    app = build(settings, access=access, max_upload_mb=args.max_upload_mb)
-    try:
-        running = Running(app, args.host, args.port).start()
-    except RuntimeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     print(f"serving {running.url} (the chat; the API under /v1, its reference at /docs); knowledge bases listed "
           f"in {settings.index_dir}; indexing progress is shown on the page", file=sys.stderr, flush=True)
     try:

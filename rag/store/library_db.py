@@ -18,7 +18,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import RagError
+from ..errors import RagError, explain
 
 DB_NAME = "library.sqlite"
 SCHEMA_VERSION = 2
@@ -102,8 +102,8 @@ class LibraryStore:
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-            except (OSError, sqlite3.Error) as e:
-                raise RagError(f"cannot open {self.path} ({e}); check that the folder exists and is writable") from None
+            except (OSError, sqlite3.Error) as e:  # unwritable, full or damaged: one line saying what to do
+                raise RagError(f"cannot open {self.path}: {explain(e, self.dir)}") from None
             self._local.conn = conn
             if not self._ready:
                 self._create(conn)

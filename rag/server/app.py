@@ -1,5 +1,5 @@
-"""The FastAPI app: login, files and the API first, then the Gradio chat mounted at / (routes added after a mount
-at / would never be reached). Middleware wraps all of it: SafeFiles on every response, the login throttle and the
+"""The FastAPI app: login, files and the API (rag/api/) first, then the Gradio chat mounted at / (routes added
+after a mount at / would never be reached). Middleware wraps all of it: SafeFiles on every response, the login throttle and the
 login redirect when there are logins.
 """
 
@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass
 
 from ..access import Access
+from ..api import install as install_api
 from ..chat import ChatApp, build_app
 from ..chat.page import static_text
 from ..chat.safe_files import SafeFiles
@@ -43,7 +44,7 @@ def build(settings: Settings, *, access: Access | None = None, max_upload_mb: fl
     auth = Auth(access, library.store)
     chat = ChatApp(settings, library, access, max_upload_mb=max_upload_mb)
     app = fastapi.FastAPI(title="rag", summary="Answers from your documents, every claim cited to its exact span",
-                          docs_url="/docs", redoc_url=None)
+                          docs_url=None, redoc_url=None)  # /docs is rag/api/docs.py's, working offline
     app.state.rag = Server(settings=settings, library=library, access=access, auth=auth, chat=chat)
     app.add_middleware(SafeFiles, pages=("/", "/login", "/docs"))  # our own pages run their scripts
     if access.logins:
@@ -51,6 +52,7 @@ def build(settings: Settings, *, access: Access | None = None, max_upload_mb: fl
         app.add_middleware(LoginThrottle)  # outermost: every login attempt waits what its sender has earned
     app.include_router(auth.routes())
     app.include_router(files.routes(auth=auth, library=library))
+    install_api(app, app.state.rag)
     demo = build_app(chat)
     demo.queue(default_concurrency_limit=2)
     gr.mount_gradio_app(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -22,7 +23,7 @@ from . import errors
 from .errors import ApiError
 from .service import Api
 
-TOOL_PASSAGE_KEYS = ("kb", "source", "page", "start", "end", "text", "score")
+TOOL_PASSAGE_KEYS = ("kb", "source", "doc_id", "page", "start", "end", "text", "score")
 
 
 def server(api: Api):
@@ -54,11 +55,11 @@ def server(api: Api):
         except RagError as e:  # the same messages the REST routes give
             raise ToolError(errors.from_rag_error(e).message) from None
 
-    @mcp.tool(description="A cited answer from the documents: `answer` with [n] markers, each citation the exact "
-                          "words of a file (kb, source, page, start, end, text, score), and the `confidence`; when "
+    @mcp.tool(structured_output=True, description="A cited answer from the documents: `answer` with [n] markers, each citation the exact "
+                          "words of a file (kb, source, doc_id, page, start, end, text, score), and the `confidence`; when "
                           "the documents do not answer, `abstained` is true and `passages` holds the closest ones. "
                           "kbs: knowledge bases to search as one (empty: your default ones).")
-    def ask(question: str, ctx: Context, kbs: list[str] | None = None) -> dict:
+    def ask(question: str, ctx: Context, kbs: list[str] | None = None) -> dict[str, Any]:
         who = caller(ctx)
         answer = run(lambda: api.answer(who, question, kbs or []))
         d = answer.to_dict()
@@ -67,9 +68,9 @@ def server(api: Api):
                 "citations": [{"n": c["n"], **{k: c[k] for k in TOOL_PASSAGE_KEYS}} for c in d["citations"]],
                 "passages": [{k: p[k] for k in TOOL_PASSAGE_KEYS} for p in d["passages"]]}
 
-    @mcp.tool(description="The passages of the documents that best match a query, ranked across the knowledge "
-                          "bases named (empty: your default ones): kb, source, page, start, end, text, score.")
-    def search(query: str, ctx: Context, kbs: list[str] | None = None, k: int = 5) -> dict:
+    @mcp.tool(structured_output=True, description="The passages of the documents that best match a query, ranked across the knowledge "
+                          "bases named (empty: your default ones): kb, source, doc_id, page, start, end, text, score.")
+    def search(query: str, ctx: Context, kbs: list[str] | None = None, k: int = 5) -> dict[str, Any]:
         who = caller(ctx)
         hits = run(lambda: api.search(who, query, kbs or [], k))
         return {"hits": [{k_: h.to_dict()[k_] for k_ in TOOL_PASSAGE_KEYS} for h in hits]}

@@ -99,7 +99,7 @@ def routes(api: Api) -> APIRouter:
     def model(model: str, who: Principal = Depends(api.caller)) -> dict:
         found = [m for m in models_of(who) if m["id"] == model]
         if not found:
-            raise ApiError(404, f"no model {model!r} that you may use; GET /v1/models lists yours", "model_not_found")
+            raise ApiError(404, "no such model that you may use; GET /v1/models lists yours", "model_not_found")
         return found[0]
 
     @router.post("/chat/completions", summary="A cited answer as an OpenAI chat completion (stream: true for SSE)")

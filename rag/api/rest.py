@@ -67,7 +67,7 @@ def routes(api: Api) -> APIRouter:
     @router.post("/search", summary="The ranked passages for a query, across the KBs named")
     def search(body: SearchRequest, who: Principal = Depends(api.caller)) -> dict:
         hits = api.search(who, body.query, body.kbs, body.k, body.mode)
-        return {"query": body.query, "hits": [h.to_dict() for h in hits]}
+        return {"hits": [h.to_dict() for h in hits]}
 
     @router.get("/kbs", summary="The knowledge bases you may read")
     def kbs(who: Principal = Depends(api.caller)) -> dict:

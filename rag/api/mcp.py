@@ -55,10 +55,11 @@ def server(api: Api):
         except RagError as e:  # the same messages the REST routes give
             raise ToolError(errors.from_rag_error(e).message) from None
 
-    @mcp.tool(structured_output=True, description="A cited answer from the documents: `answer` with [n] markers, each citation the exact "
-                          "words of a file (kb, source, doc_id, page, start, end, text, score), and the `confidence`; when "
-                          "the documents do not answer, `abstained` is true and `passages` holds the closest ones. "
-                          "kbs: knowledge bases to search as one (empty: your default ones).")
+    @mcp.tool(structured_output=True, description=(
+        "A cited answer from the documents: `answer` with [n] markers, each citation the exact words of a file "
+        "(kb, source, doc_id, page, start, end, text, score), and the `confidence`; when the documents do not "
+        "answer, `abstained` is true and `passages` holds the closest ones. kbs: knowledge bases to search as one "
+        "(empty: your default ones)."))
     def ask(question: str, ctx: Context, kbs: list[str] | None = None) -> dict[str, Any]:
         who = caller(ctx)
         answer = run(lambda: api.answer(who, question, kbs or []))
@@ -68,8 +69,9 @@ def server(api: Api):
                 "citations": [{"n": c["n"], **{k: c[k] for k in TOOL_PASSAGE_KEYS}} for c in d["citations"]],
                 "passages": [{k: p[k] for k in TOOL_PASSAGE_KEYS} for p in d["passages"]]}
 
-    @mcp.tool(structured_output=True, description="The passages of the documents that best match a query, ranked across the knowledge "
-                          "bases named (empty: your default ones): kb, source, doc_id, page, start, end, text, score.")
+    @mcp.tool(structured_output=True, description=(
+        "The passages of the documents that best match a query, ranked across the knowledge bases named (empty: "
+        "your default ones): kb, source, doc_id, page, start, end, text, score."))
     def search(query: str, ctx: Context, kbs: list[str] | None = None, k: int = 5) -> dict[str, Any]:
         who = caller(ctx)
         hits = run(lambda: api.search(who, query, kbs or [], k))

@@ -56,6 +56,7 @@ bench: install-test ocr
 	$(PY) bench/suites/scale.py --add-only 1000000
 	$(PY) bench/suites/answers.py
 	$(PY) bench/suites/citations.py --limit 400 --gen-limit 15 --start-server
+	$(PY) bench/suites/load.py
 	$(PY) bench/report.py
 
 clean:

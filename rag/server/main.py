@@ -61,7 +61,7 @@ def main(argv=None, settings=None) -> int:
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"serving {running.url} (the chat; the API under /v1, its reference at /docs); knowledge bases listed "
+    print(f"serving {running.url} (the chat; the API under /v1 and /mcp, its reference at /docs); knowledge bases listed "
           f"in {settings.index_dir}; indexing progress is shown on the page", file=sys.stderr, flush=True)
     try:
         running.thread.join()

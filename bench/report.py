@@ -33,6 +33,7 @@ HOW = {
     "probe_reading.md": "`.venv/bin/python bench/probes/probe_reading.py` (tune data only, about 5 minutes)",
     "citations.md": "`.venv/bin/python bench/suites/citations.py`",
     "pages.md": "`.venv/bin/python bench/suites/pages.py`",
+    "kb.md": "`.venv/bin/python bench/suites/kb.py` (`--questions N` for a quick run)",
     "load.md": "`.venv/bin/python bench/suites/load.py` (`--clients`, `--seconds`, `--docs`, `--upload-docs`)",
     "calibration.md": "`.venv/bin/python bench/fit/calibrate_support.py`",
 }

@@ -10,6 +10,7 @@ everything everywhere.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import httpx
@@ -18,7 +19,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError, AuthenticationError
 
 from conftest import ROOT
-from helpers import gradio_event, gradio_upload, log_in as login, serve_chat
+from helpers import SLOW, ask, gradio_event, gradio_upload, log_in as login, serve_chat, shot
 from rag import Library, Settings
 from rag.users import add_user, grant, remove_user, revoke
 
@@ -160,3 +161,34 @@ def test_without_a_login_only_the_login_page_answers(team):
         assert httpx.get(f"{server.url}/{path}").status_code == 401, path
     with pytest.raises(AuthenticationError):
         Client(server.url, verbose=False).predict("How many U.S. presidents has Putin outlasted?", api_name="/ask")
+
+
+def test_the_picker_in_a_browser(team, browser):
+    """The one browser test of knowledge bases: uma's picker lists hr and skunkworks (not default); with both
+    chosen, the answer comes from skunkworks and its source names it."""
+    from playwright.sync_api import expect
+
+    server, _, _ = team
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(20_000)
+    page.goto(server.url)
+    page.fill("#username", "uma")
+    page.fill("#password", PASSWORDS["uma"])
+    page.get_by_role("button", name="Log in").click()
+    picker = page.locator("#rag-kbs")
+    expect(picker).to_be_visible(timeout=SLOW)
+    expect(picker.locator(".token")).to_have_text(["hr"])  # her first KB: she may not read default
+    picker.locator("input").click()
+    options = page.locator("#rag-kbs [role=option]")
+    expect(options).to_have_text([re.compile(r"\bhr$"), re.compile(r"\bskunkworks$")])
+    options.filter(has_text="skunkworks").click()
+    page.keyboard.press("Escape")
+    expect(picker.locator(".token")).to_have_text(["hr", "skunkworks"])
+    bubble = ask(page, "How long does the prototype drone fly on one charge?")
+    assert "41 minutes" in bubble.inner_text()
+    source = page.locator("#rag-sources .rag-latest .rag-src").first
+    expect(source.locator(".rag-kb")).to_have_text("skunkworks")
+    expect(source.locator("mark")).to_contain_text("41 minutes")
+    page.evaluate("window.scrollTo(0, 0)")
+    shot(page, "kb-picker.png")
+    page.close()

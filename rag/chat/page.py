@@ -43,8 +43,8 @@ def build_app(app: ChatApp) -> "gr.Blocks":
         with gr.Row(equal_height=True, elem_id="rag-docbar"):
             status = gr.HTML("", elem_id="rag-status", scale=4)
             if can_add:
-                target = gr.Dropdown([], label="Add to", elem_id="rag-target", allow_custom_value=True, scale=1,
-                                     min_width=140, container=False, **hidden)
+                target = gr.Dropdown([], label="Add documents to", elem_id="rag-target", allow_custom_value=True,
+                                     scale=1, min_width=160, **hidden)
                 upload_btn = gr.UploadButton("Add documents", elem_id="rag-upload", file_count="multiple",
                                              file_types=list(SUFFIXES), type="filepath", size="sm", scale=0,
                                              min_width=150, **hidden)

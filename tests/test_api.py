@@ -23,7 +23,7 @@ from conftest import ROOT
 from helpers import SLOW, rag, serve_chat
 from rag import Library, Settings
 from rag.tokens import create
-from rag.users import add_user
+from rag.users import add_user, remove_user
 
 HR = "Parental leave at Velmora Corp is 26 weeks at full pay. Requests go to the HR office on the third floor.\n"
 SECRET = "The prototype drone Kestrel-9 flies for 41 minutes on one charge. Its test range is at Dunmore Field.\n"
@@ -237,6 +237,12 @@ def test_a_revoked_token_is_refused_at_its_next_request(team):
     assert rag("token", "revoke", "script", env=env).returncode == 0
     assert client.get("/v1/kbs").status_code == 401
     assert rag("token", "create", "x", env=env).returncode == 2  # with logins, a token needs its --user
+    # a token of a user who is then removed
+    add_user(root / "users.txt", "temp", "temp-Secret-44", kbs={"hr": "ask"})
+    orphan = http(server, rag("token", "create", "temp-script", "--user", "temp", env=env).stdout.strip())
+    assert orphan.get("/v1/kbs").status_code == 200
+    remove_user(root / "users.txt", "temp")
+    assert orphan.get("/v1/kbs").status_code == 401
 
 
 def test_a_kb_the_caller_may_not_read_is_indistinguishable_from_none(team):

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from conftest import ROOT
-from helpers import SLOW, rag, serve_chat
+from helpers import LLM_KEY, SLOW, rag, serve_chat, serve_llm
 from rag import Library, Settings
 from rag.tokens import create
 from rag.users import add_user, remove_user
@@ -123,6 +123,36 @@ def test_a_model_names_several_kbs_searched_as_one(team):
     extra = completion.model_extra["rag"]
     assert extra["citations"][0]["kb"] == "skunkworks" and "41 minutes" in extra["citations"][0]["text"]
     assert "(skunkworks)" in completion.choices[0].message.content  # several KBs: each source names its KB
+
+
+@pytest.fixture(scope="module")
+def with_llm(tmp_path_factory, embedder):
+    """The server over the shipped corpus with a real LLM (llama.cpp, SmolLM2) and verified streaming."""
+    root = tmp_path_factory.mktemp("api-llm")
+    shutil.copytree(ROOT / "corpus", root / "corpus")
+    with serve_llm(root) as llm:
+        settings = Settings.from_env(environ={}, index_dir=root / "index", corpus_dir=root / "corpus", quiet=True,
+                                     llm_url=llm.url, llm_model="smollm2", llm_api_key=LLM_KEY, llm_timeout=900.0,
+                                     verified_stream=True)
+        with serve_chat(settings) as server:
+            yield server
+
+
+def test_with_an_llm_the_answer_is_generated_verified_and_streams_as_verified(with_llm):
+    client = openai_client(with_llm, "no logins: any key")
+    messages = [{"role": "user", "content": "How many U.S. presidents has Putin outlasted?"}]
+    plain = client.chat.completions.create(model="rag", messages=messages)
+    extra = plain.model_extra["rag"]
+    assert extra["mode"] == "generative", extra["note"]  # as ask() decides: the model wrote it, the verifier kept it
+    for c in extra["citations"]:
+        assert c["text"] == stored(with_llm, "default", c)[c["start"]:c["end"]]
+    chunks = list(client.chat.completions.create(model="rag", messages=messages, stream=True))
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices[0].delta.content]
+    assert "".join(pieces) == plain.choices[0].message.content  # greedy decoding: the same answer both times
+    last = chunks[-1].model_extra["rag"]
+    assert last["mode"] == "generative" and last["citations"] == extra["citations"]
+    # the verified sentences came first, as the verifier passed them, then the sources list
+    assert extra["citations"] and len(pieces) >= 2 and pieces[-1].startswith("\n\nSources:\n- [1] ")
 
 
 # ---- REST -------------------------------------------------------------------------------------

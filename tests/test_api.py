@@ -320,6 +320,18 @@ def test_nothing_of_an_unreadable_kb_comes_back_from_any_route(team):
     assert json.loads(seen[3])["passages"] and {p["kb"] for p in json.loads(seen[3])["passages"]} == {"hr"}
 
 
+def test_without_logins_any_key_is_the_open_server_and_a_token_still_narrows(settings, corpus):
+    library = Library.open(settings)
+    (library.create("hr").corpus_dir / "hr-notes.txt").write_text(HR)
+    narrow = create(library.store, "hr-only", user=None, kbs=["hr"])
+    with serve_chat(settings) as server:
+        for key in (None, "sk-anything", "rag_not-a-token"):  # OpenAI's clients must send some key
+            assert [m["id"] for m in http(server, key).get("/v1/models").json()["data"]] == [
+                "rag", "rag:default", "rag:hr"]
+        assert [m["id"] for m in http(server, narrow).get("/v1/models").json()["data"]] == ["rag", "rag:hr"]
+        assert http(server, narrow).post("/v1/ask", json={"question": DRONE, "kbs": ["default"]}).status_code == 404
+
+
 # ---- MCP and /docs ----------------------------------------------------------------------------
 
 

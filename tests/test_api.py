@@ -325,6 +325,14 @@ def test_without_logins_any_key_is_the_open_server_and_a_token_still_narrows(set
     (library.create("hr").corpus_dir / "hr-notes.txt").write_text(HR)
     narrow = create(library.store, "hr-only", user=None, kbs=["hr"])
     with serve_chat(settings) as server:
+        # another site's page cannot post files into it (a multipart form needs no preflight), nor ask
+        note = [("files", ("planted.txt", b"The moon is made of cheese.\n", "text/plain"))]
+        for origin in ("http://evil.example", "null", server.url.replace("127.0.0.1", "localhost")):
+            planted = httpx.post(server.url + "/v1/kbs/default/documents", files=note, headers={"origin": origin})
+            assert planted.status_code == 403 and planted.json()["error"]["code"] == "cross_site", origin
+        assert not (settings.corpus_dir / "planted.txt").exists()
+        same = httpx.post(server.url + "/v1/ask", json={"question": DRONE}, headers={"origin": server.url})
+        assert same.status_code == 200  # a page of this server (/docs) may
         for key in (None, "sk-anything", "rag_not-a-token"):  # OpenAI's clients must send some key
             assert [m["id"] for m in http(server, key).get("/v1/models").json()["data"]] == [
                 "rag", "rag:default", "rag:hr"]

@@ -9,6 +9,7 @@ questions are worked on at once; the others wait their turn (more at once on a f
 from __future__ import annotations
 
 import threading
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
@@ -33,7 +34,13 @@ class Api:
         self._slots = threading.BoundedSemaphore(CONCURRENT_ANSWERS)
 
     def caller(self, request: Request) -> Principal:
-        """The principal of a request (token, session, or the open server), else 401."""
+        """The principal of a request (token, session, or the open server), else 401. A request another site's page
+        made (its Origin is not this server) is refused first: on a server without logins, a page anywhere could
+        otherwise post files into a knowledge base (a multipart form needs no CORS preflight)."""
+        origin = request.headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+            raise ApiError(403, "refused: a page of another site sent this request; the API answers scripts and "
+                                "tools, and pages served by this server", "cross_site")
         who = self.server.auth.principal(request)
         if who is None:
             raise ApiError(401, NO_CALLER, "invalid_api_key")

@@ -169,6 +169,8 @@ def test_rest_ask_search_and_kbs(team):
     assert hits[0]["kb"] == "hr" and "26 weeks" in hits[0]["text"] and len(hits) <= 3
     kbs = {k["name"]: k for k in boss.get("/v1/kbs").json()["kbs"]}
     assert list(kbs) == ["default", "hr", "skunkworks"] and kbs["hr"]["chunks"] == 1 and kbs["hr"]["can_add"]
+    proxied = boss.get("/v1/kbs", headers={"host": "rag.example.org"})  # with logins, any name (a reverse proxy)
+    assert proxied.status_code == 200 and len(proxied.json()["kbs"]) == 3
     rita = {k["name"]: k for k in http(server, tokens["rita"]).get("/v1/kbs").json()["kbs"]}
     assert list(rita) == ["hr"] and not rita["hr"]["can_add"] and rita["hr"]["default"]
 
@@ -333,6 +335,11 @@ def test_without_logins_any_key_is_the_open_server_and_a_token_still_narrows(set
         assert not (settings.corpus_dir / "planted.txt").exists()
         same = httpx.post(server.url + "/v1/ask", json={"question": DRONE}, headers={"origin": server.url})
         assert same.status_code == 200  # a page of this server (/docs) may
+        # DNS rebinding: another name pointed at 127.0.0.1 reaches the same socket with its own Host
+        port = server.url.rsplit(":", 1)[1]
+        for host, status in ((f"evil.example:{port}", 403), (f"localhost:{port}", 200), (f"127.0.0.1:{port}", 200)):
+            r = httpx.get(server.url + "/v1/models", headers={"host": host})
+            assert r.status_code == status, (host, r.text)
         for key in (None, "sk-anything", "rag_not-a-token"):  # OpenAI's clients must send some key
             assert [m["id"] for m in http(server, key).get("/v1/models").json()["data"]] == [
                 "rag", "rag:default", "rag:hr"]

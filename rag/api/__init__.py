@@ -20,9 +20,10 @@ from . import docs, errors, mcp, openai, rest
 from .service import Api
 
 
-def install(app, server) -> Api:
-    """Every API route, the error handlers and the MCP server's lifespan, on the FastAPI app."""
-    api = Api(server)
+def install(app, server, *, any_host: bool = True) -> Api:
+    """Every API route, the error handlers and the MCP server's lifespan, on the FastAPI app. any_host=False: only
+    requests addressed to a loopback name are answered (see Api.caller)."""
+    api = Api(server, any_host=any_host)
     errors.install(app)
     docs.install(app)
     app.include_router(openai.routes(api))

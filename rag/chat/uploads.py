@@ -46,6 +46,24 @@ def check_upload(path: str | Path, name: str, max_bytes: int) -> str | None:
     return None
 
 
+def screen(files, max_bytes: int) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
+    """Uploads as (path of the received bytes, the name the sender gave or None to take the path's) split into
+    accepted (path, safe name) and rejected (name, why): the checks every way in applies before storing."""
+    accepted, rejected = [], []
+    for path, given in files:
+        original = os.path.basename(str(given or path).replace("\\", "/"))
+        name = safe_filename(original)
+        if name is None:
+            rejected.append((original or "?", "not a usable file name"))
+            continue
+        why = check_upload(path, name, max_bytes)
+        if why:
+            rejected.append((name, why))
+            continue
+        accepted.append((Path(path), name))
+    return accepted, rejected
+
+
 def inside(path: Path, folder: Path) -> bool:
     try:
         return path.resolve().is_relative_to(folder.resolve())

@@ -1,7 +1,7 @@
 """`rag`: a thin command line over the library. Errors become one line and a non-zero exit.
 
   documents.py  index, status, search, ask: the documents and questions
-  admin.py      user, kb: who may do what, and the knowledge bases
+  admin.py      user, kb, token: who may do what, the knowledge bases, and the API's tokens
   history.py    history, feedback: the conversations the chat kept, and the ratings of its answers
 
 Exit codes: 0 success; 1 `rag index` finished but some files could not be indexed (listed);
@@ -17,7 +17,7 @@ import sys
 
 from ..config import MODES, Settings
 from ..errors import RagError, explain
-from .admin import cmd_kb, cmd_user
+from .admin import cmd_kb, cmd_token, cmd_user
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
 from .documents import cmd_ask, cmd_index, cmd_search, cmd_status
 from .history import add_parsers as add_history_parsers
@@ -117,6 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     q = kbs.add_parser("remove", parents=[users_file], help="remove a knowledge base and its index (not its corpus)")
     q.add_argument("name")
     q.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    p = sub.add_parser("token", help="API tokens for scripts and other tools: create, list, revoke")
+    tokens = p.add_subparsers(dest="action", required=True)
+    q = tokens.add_parser("create", parents=[users_file], help="a new token, printed once (only its hash is kept)")
+    q.add_argument("name", help="what the token is for, e.g. open-webui")
+    q.add_argument("--user", help="whose rights it carries (needed with logins); it never has more")
+    q.add_argument("--kb", dest="token_kbs", action="append", help="only this knowledge base, repeatable (default: "
+                                                                  "whatever its user may read)")
+    q = tokens.add_parser("list", parents=[users_file], help="names, users, KBs and last use (never the tokens)")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q = tokens.add_parser("revoke", parents=[users_file], help="refuse a token from its next request on")
+    q.add_argument("name")
     add_history_parsers(sub, users_file)
     return parser
 
@@ -151,7 +163,8 @@ def cmd_chat(args, settings: Settings) -> int:
 
 
 COMMANDS = {"index": cmd_index, "status": cmd_status, "search": cmd_search, "ask": cmd_ask, "serve": cmd_chat,
-            "chat": cmd_chat, "user": cmd_user, "kb": cmd_kb, "history": cmd_history, "feedback": cmd_feedback}
+            "chat": cmd_chat, "user": cmd_user, "kb": cmd_kb, "history": cmd_history, "feedback": cmd_feedback,
+            "token": cmd_token}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -144,3 +144,48 @@ def _confirm(question: str) -> None:
         raise RagError("nothing removed")
 
 
+
+
+def cmd_token(args, settings: Settings) -> int:
+    """API tokens: created (printed once), listed (never the token), revoked."""
+    from datetime import datetime
+
+    from .. import tokens
+    from ..kb import Library
+
+    store = Library.open(settings).store
+    if args.action == "create":
+        user = args.user
+        if settings.auth_file:
+            from ..users import read_users
+
+            if not user or user not in read_users(settings.auth_file):
+                raise AccessError(f"with logins ({settings.auth_file}) a token speaks for a user: pass --user NAME, "
+                                  "one of `rag user list`")
+        elif user:
+            raise AccessError("--user needs the users file (--auth-file or RAG_AUTH_FILE): without logins a token has "
+                              "no user and may do what everyone may")
+        _check_kbs_exist(settings, args.token_kbs or [])
+        token = tokens.create(store, args.name, user=user, kbs=args.token_kbs or [])
+        print(token)
+        print(f"the token {args.name} ({_reach(user, args.token_kbs)}): shown this once, only its hash is kept; send "
+              "it as Authorization: Bearer TOKEN", file=sys.stderr)
+    elif args.action == "revoke":
+        if not store.remove_token(args.name):
+            raise RagError(f"no token named {args.name!r}; `rag token list` shows them")
+        print(f"revoked the token {args.name}: a running server refuses it at its next request")
+    else:
+        rows = store.tokens()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return EXIT_OK
+        for r in rows:
+            used = datetime.fromtimestamp(r["used"]).isoformat(" ", "minutes") if r["used"] else "never"
+            print(f"{r['name']}\t{_reach(r['user'], r['kbs'])}\tcreated "
+                  f"{datetime.fromtimestamp(r['created']).isoformat(' ', 'minutes')}\tlast used {used}")
+    return EXIT_OK
+
+
+def _reach(user: str | None, kbs) -> str:
+    who = f"{user}'s rights" if user else "no login"
+    return who + (f" in {', '.join(kbs)} only" if kbs else "")

@@ -1,6 +1,7 @@
-"""The FastAPI app: login, files and the API first, then the Gradio chat mounted at / (routes added after a mount
-at / would never be reached). Middleware wraps all of it: SafeFiles on every response, the login throttle and the
-login redirect when there are logins, a cookie per browser (its conversations' key) when there are none.
+"""The FastAPI app: login, files, the page view and the API (rag/api/) first, then the Gradio chat mounted at /
+(routes added after a mount at / would never be reached). Middleware wraps all of it: SafeFiles on every response,
+the login throttle and the login redirect when there are logins, a cookie per browser (its conversations' key)
+when there are none.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import threading
 from dataclasses import dataclass
 
 from ..access import Access, check_users_file
+from ..api import install as install_api
 from ..chat import ChatApp, build_app
 from ..chat.page import poll_less, static_text
 from ..chat.safe_files import SafeFiles
@@ -32,9 +34,11 @@ class Server:
     chat: ChatApp
 
 
-def build(settings: Settings, *, access: Access | None = None, max_upload_mb: float = MAX_UPLOAD_MB):
+def build(settings: Settings, *, access: Access | None = None, max_upload_mb: float = MAX_UPLOAD_MB,
+          no_auth: bool = False):
     """The whole server as an ASGI app. Start-up indexing of every knowledge base begins once it listens
-    (Running.start): a port already taken stops the start before any indexing."""
+    (Running.start): a port already taken stops the start before any indexing. no_auth: open without logins beyond
+    loopback (--no-auth); otherwise a server without logins answers its API on loopback names only."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no version check, no analytics calls
     import fastapi
     import gradio as gr
@@ -45,7 +49,7 @@ def build(settings: Settings, *, access: Access | None = None, max_upload_mb: fl
     auth = Auth(access, library.store)
     chat = ChatApp(settings, library, access, max_upload_mb=max_upload_mb)
     app = fastapi.FastAPI(title="rag", summary="Answers from your documents, every claim cited to its exact span",
-                          docs_url="/docs", redoc_url=None)
+                          docs_url=None, redoc_url=None)  # /docs is rag/api/docs.py's, working offline
     app.state.rag = Server(settings=settings, library=library, access=access, auth=auth, chat=chat)
     app.add_middleware(SafeFiles, pages=("/", "/login", "/docs", "/cite"))  # our own pages run their scripts
     if access.logins:
@@ -56,6 +60,7 @@ def build(settings: Settings, *, access: Access | None = None, max_upload_mb: fl
     app.include_router(auth.routes())
     app.include_router(files.routes(auth=auth, library=library))
     app.include_router(cite.routes(auth=auth, library=library, settings=settings, file_url=chat.file_url))
+    install_api(app, app.state.rag, any_host=access.logins or no_auth)
     demo = build_app(chat)
     demo.queue(default_concurrency_limit=2)
     poll_less(demo)  # an idle server sleeps (gradio's queue would look for work every 1 ms)

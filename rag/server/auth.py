@@ -52,7 +52,11 @@ class Auth:
         """The caller of a Starlette request, or None: not logged in, a dead session, a bad or revoked token."""
         header = request.headers.get("authorization", "")
         if header[:7].lower() == "bearer ":
-            return principal_for_token(self.access, self.store, header[7:].strip())
+            who = principal_for_token(self.access, self.store, header[7:].strip())
+            if who is not None or self.access.logins:
+                return who
+            # no logins: a key that is no token counts as none (OpenAI's clients must send some key, and anyone
+            # may leave it out); a real token still narrows what its request may read
         if not self.access.logins:
             return self.access.principal(None)
         cookie = request.cookies.get(SESSION_COOKIE)

@@ -53,7 +53,7 @@ def main(argv=None, settings=None) -> int:
     from .app import Running, build
 
     try:
-        app = build(settings, access=access, max_upload_mb=args.max_upload_mb)
+        app = build(settings, access=access, max_upload_mb=args.max_upload_mb, no_auth=args.no_auth)
         running = Running(app, args.host, args.port).start()
     except (RagError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -65,7 +65,7 @@ def main(argv=None, settings=None) -> int:
         users = access.users.users().values()
         print(f"logins from {settings.auth_file}: {len(users)} user(s)" + (" (read-only: nobody adds documents)"
                                                                           if settings.read_only else ""), file=sys.stderr)
-    print(f"serving {running.url} (the chat; the API under /v1, its reference at /docs); knowledge bases listed "
+    print(f"serving {running.url} (the chat; the API under /v1 and /mcp, its reference at /docs); knowledge bases listed "
           f"in {settings.index_dir}; indexing progress is shown on the page", file=sys.stderr, flush=True)
     try:
         running.thread.join()

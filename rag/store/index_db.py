@@ -235,8 +235,15 @@ class Store:
     # -- reads ----------------------------------------------------------------------------------
 
     def files(self) -> dict[str, dict]:
-        """{absolute path: {"source", "hash"}} of every indexed file."""
-        return {p: {"source": s, "hash": h} for p, s, h in self._db.execute("SELECT path, source, hash FROM files")}
+        """{absolute path: {"source", "hash", "size", "indexed_at"}} of every indexed file."""
+        rows = self._db.execute("SELECT path, source, hash, size, indexed_at FROM files")
+        return {p: {"source": s, "hash": h, "size": n, "indexed_at": t} for p, s, h, n, t in rows}
+
+    def file_counts(self) -> dict[str, tuple[int, int]]:
+        """{absolute path: (documents, chunks)} of every indexed file."""
+        rows = self._db.execute("SELECT d.path, count(DISTINCT d.id), count(c.id) FROM documents d "
+                                "LEFT JOIN chunks c ON c.document = d.id GROUP BY d.path")
+        return {p: (d, c) for p, d, c in rows}
 
     def vectors_for(self, embed_hashes, dim: int) -> dict[bytes, tuple[np.ndarray, np.ndarray]]:
         """(vector, sentence vectors) of chunks already stored, by embed hash, exactly as stored (float64)."""

@@ -6,14 +6,16 @@ cache. Vectors identical to torch (cos 1.0000); a 3 s start instead of sentence-
 int8: that model with ORT's dynamic quantization: int8 weights per output channel, 7-bit (reduce_range, so
 AVX2's u8*s8 pair sums cannot saturate without VNNI), activations quantized per batch at run time; the
 matmuls run in MLAS's integer kernels. Only documents go through it (`encode_with_spans`, what `rag index`
-calls); questions and the sentences an answer reads (`encode`, `encode_tokens`) go through the fp32 session,
-so a question's vector is the fp32 one and a single question costs what fp32 costs anyway.
+calls); questions and the sentences an answer reads (`encode`, `encode_tokens`) go through fp32, OpenVINO's
+where it is installed (a single short text runs faster there), else this runtime's: a question's vector is
+the fp32 one, and one question costs what fp32 costs anyway.
 
 ORT's run() releases the GIL. Threads: intra_op_num_threads; inter-op 1 (one model call at a time).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 
 import numpy as np
@@ -67,8 +69,10 @@ class OnnxRuntimeBackend(Backend):
         self.name = f"onnxruntime-{precision}"
         self.session = self._session(quantized_onnx(self.model_path, self.dim) if precision == "int8"
                                      else optimized_onnx(self.model_path, self.dim))
-        self._fp32 = None if precision == "int8" else self.session
+        self._query = None if precision == "int8" else self._forward
         self._opening = threading.Lock()
+        if precision == "int8" and importlib.util.find_spec("openvino"):
+            self.query_pad_multiple = 16  # OpenVINO's prepared shapes (openvino_backend.py)
 
     def _session(self, path):
         import onnxruntime as ort
@@ -84,10 +88,18 @@ class OnnxRuntimeBackend(Backend):
         return _run(self.session, input_ids, attention_mask, token_type_ids)
 
     def _query_forward(self, input_ids, attention_mask, token_type_ids) -> np.ndarray:
-        with self._opening:  # int8 documents: the fp32 session is opened at the first question
-            if self._fp32 is None:
-                self._fp32 = self._session(optimized_onnx(self.model_path, self.dim))
-        return _run(self._fp32, input_ids, attention_mask, token_type_ids)
+        with self._opening:  # int8 documents: the fp32 engine is opened at the first question
+            if self._query is None:
+                self._query = self._fp32_forward()
+        return self._query(input_ids, attention_mask, token_type_ids)
+
+    def _fp32_forward(self):
+        if self.query_pad_multiple:
+            from .openvino_backend import OpenVINOBackend
+
+            return OpenVINOBackend(self.model_path, "fp32", self.threads)._forward
+        session = self._session(optimized_onnx(self.model_path, self.dim))
+        return lambda *inputs: _run(session, *inputs)
 
 
 def _run(session, input_ids, attention_mask, token_type_ids) -> np.ndarray:

@@ -26,6 +26,7 @@ class Backend:
     late_chunking = True  # span vectors come from the chunk's own forward pass
     pad_multiple = 1  # batches are padded to a multiple of this many tokens (see _batches)
     query_pad_multiple = None  # the same for the question pass (_query_forward), when it differs
+    document_batch = None  # texts per document pass, when the engine needs a fixed number (else batch_size)
 
     def __init__(self, model_path: str | os.PathLike, threads: int | None = None):
         self.model_path = Path(model_path)
@@ -64,7 +65,8 @@ class Backend:
         overlapping each (start, end) character span of it (pool_spans)."""
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         span_vectors: list = [None] * len(texts)
-        for rows, encodings, hidden, mask in self._batches(texts, batch_size, self._forward, self.pad_multiple):
+        for rows, encodings, hidden, mask in self._batches(texts, self.document_batch or batch_size, self._forward,
+                                                           self.pad_multiple):
             pooled = _mean(hidden, mask)
             vectors[rows] = pooled
             for k, (row, enc) in enumerate(zip(rows, encodings)):

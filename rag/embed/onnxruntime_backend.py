@@ -4,8 +4,10 @@ fp32: the ONNX export after ORT's BERT fusions (Attention, SkipLayerNorm, BiasGe
 cache. Vectors identical to torch (cos 1.0000); a 3 s start instead of sentence-transformers' 7+ s.
 
 int8: that model with ORT's dynamic quantization: int8 weights per output channel, 7-bit (reduce_range, so
-AVX2's u8*s8 pair sums cannot saturate without VNNI), activations quantized per batch at run time; the
-matmuls run in MLAS's integer kernels. Only documents go through it (`encode_with_spans`, what `rag index`
+AVX2's u8*s8 pair sums cannot saturate without VNNI), activations quantized at run time from the ranges of
+what each pass holds; the matmuls run in MLAS's integer kernels. One text a pass: the ranges are the text's
+own, so a chunk's vector never depends on the chunks beside it or on padding (and one text a pass ran as
+fast as batches of 16: docs/ENGINES.md). Only documents go through it (`encode_with_spans`, what `rag index`
 calls); questions and the sentences an answer reads (`encode`, `encode_tokens`) go through fp32, OpenVINO's
 where it is installed (a single short text runs faster there), else this runtime's: a question's vector is
 the fp32 one, and one question costs what fp32 costs anyway.
@@ -70,6 +72,7 @@ class OnnxRuntimeBackend(Backend):
         self.session = self._session(quantized_onnx(self.model_path, self.dim) if precision == "int8"
                                      else optimized_onnx(self.model_path, self.dim))
         self._query = None if precision == "int8" else self._forward
+        self.document_batch = 1 if precision == "int8" else None
         self._opening = threading.Lock()
         if precision == "int8" and importlib.util.find_spec("openvino"):
             self.query_pad_multiple = 16  # OpenVINO's prepared shapes (openvino_backend.py)

@@ -3,8 +3,8 @@
 One interface (`encode`, `encode_with_spans`, `count_tokens`, `max_tokens`, `dim`), several engines:
 
   openvino_backend.py     OpenVINO on a self-exported model: bf16 on CPUs that compute it natively,
-                          else fp32; int8 (NNCF, openvino_int8.py) on request. The default.
-  onnxruntime_backend.py  ONNX Runtime fp32: the portable fallback.
+                          else fp32; int8 (NNCF, openvino_int8.py) on request. The default on most CPUs.
+  onnxruntime_backend.py  ONNX Runtime fp32, and dynamic int8 for documents: the default on AVX2-only CPUs.
   torch_backend.py        transformers' AutoModel, fp32 or bf16 autocast: needs nothing more than torch.
   st_backend.py           sentence-transformers: any model it can load (other poolings, slow tokenizers).
 

@@ -138,14 +138,13 @@ def env_for(backend: str, precision: str) -> dict:
 def end_to_end(limit: int, rounds: int, log=print) -> dict:
     corpus = common.write_slice(CACHE / f"corpus-n{limit}" / "corpus.jsonl", limit)
     shutil.rmtree(WORK, ignore_errors=True)
-    results = {label: [] for label in [*CONFIGS, "baseline"]}
+    results = {label: [] for label in [*CONFIGS, "baseline"] if label != "sentence-transformers"}
     for label, (backend, precision) in CONFIGS.items():  # warm the export caches: a first use is measured apart
         target = WORK / "warm"
         shutil.rmtree(target, ignore_errors=True)
         first = spawn(["--child", "questions", backend, precision, "1"], env_for(backend, precision))
         log(f"warm {label}: {first['name']} ({first['wall_s']:.0f} s incl. any first-use export)")
     labels = [label for label in CONFIGS if label != "sentence-transformers"]  # that one is the baseline's
-    results.pop("sentence-transformers")
     for r in range(rounds):
         for label in labels[r % len(labels):] + labels[:r % len(labels)] + ["baseline"]:
             if label == "baseline":
@@ -221,6 +220,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--limit", type=int, default=1200)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--configs", default="", help="comma-separated configuration labels to run (default: all)")
     p.add_argument("--questions", type=int, default=100)
     p.add_argument("--asks", type=int, default=100, help="rag.ask calls timed on the shipped corpus")
     p.add_argument("--quality", default="", help="comma-separated configuration labels to measure nDCG for")
@@ -234,6 +234,8 @@ def main(argv=None) -> int:
               "ask": lambda: child_ask(args.rest[0], args.rest[1], int(args.rest[2]))}[args.child]
         print(json.dumps(fn()))
         return 0
+    for label in [x for x in CONFIGS if args.configs and x not in args.configs.split(",")]:
+        CONFIGS.pop(label)
     e2e = end_to_end(args.limit, args.rounds)
     questions = {label: spawn(["--child", "questions", b, pr, str(args.questions)], env_for(b, pr))
                  for label, (b, pr) in CONFIGS.items()}

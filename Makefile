@@ -56,7 +56,11 @@ bench: install-test ocr
 	$(PY) bench/suites/scale.py --add-only 1000000
 	$(PY) bench/suites/answers.py
 	$(PY) bench/suites/citations.py --limit 400 --gen-limit 15 --start-server
+	$(PY) bench/suites/pages.py
+	$(PY) bench/suites/kb.py
+	$(PY) bench/suites/formats.py
 	$(PY) bench/report.py
 
+# the default index only: index/library.sqlite (other KBs, sessions, tokens) and index/kbs/ are kept
 clean:
-	rm -rf $(VENV) index/*.sqlite* index/faiss-*.index index/.faiss-*.tmp
+	rm -rf $(VENV) index/rag.sqlite* index/faiss-*.index index/.faiss-*.tmp

@@ -1,8 +1,9 @@
-"""The chat window over your documents: `python ui.py --help`. The code lives in rag/chat/."""
+"""The chat window (and the HTTP API beside it) over your documents: `python ui.py --help`. The code lives in
+rag/server/ and rag/chat/."""
 
 import sys
 
-from rag.chat import main
+from rag.server import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -35,6 +35,10 @@ HOW = {
                         "`--dry-run` only reports)",
     "probe_reading.md": "`.venv/bin/python bench/probes/probe_reading.py` (tune data only, about 5 minutes)",
     "citations.md": "`.venv/bin/python bench/suites/citations.py`",
+    "pages.md": "`.venv/bin/python bench/suites/pages.py`",
+    "kb.md": "`.venv/bin/python bench/suites/kb.py` (`--questions N` for a quick run)",
+    "formats.md": "`.venv/bin/python bench/suites/formats.py` (files of each format made by the bench; the tables of "
+                  "ALCE.pdf against a truth typed by hand)",
     "calibration.md": "`.venv/bin/python bench/fit/calibrate_support.py`",
 }
 

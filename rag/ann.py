@@ -175,3 +175,8 @@ def _alive(pid: int) -> bool:
 def discard(directory: Path) -> None:
     for path in Path(directory).glob("faiss-*.index"):
         path.unlink(missing_ok=True)
+
+
+def owns(path: Path) -> bool:
+    """Is this file one of the vector index's (a saved index or a writer's temporary file)?"""
+    return bool(re.fullmatch(r"faiss-\d+\.index", path.name) or _TEMP.match(path.name))

@@ -13,7 +13,7 @@ import re
 import statistics
 from typing import Callable, Sequence
 
-from .model import Chunk, Document
+from .model import CELL_SEPARATOR, Chunk, Document
 
 CountTokens = Callable[[Sequence[str]], list[int]]
 
@@ -63,8 +63,24 @@ _PARAGRAPH_LINES = 130  # longer lines are paragraphs, not hard wraps
 # --- sentences -------------------------------------------------------------------------------------
 
 
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Sentence spans (start, end) in `text`, whitespace trimmed, in order; only whitespace is dropped."""
+def split_sentences(text: str, rows: Sequence[tuple[int, int]] = ()) -> list[tuple[int, int]]:
+    """Sentence spans (start, end) in `text`, whitespace trimmed, in order; only whitespace is dropped.
+
+    Each of `rows` (the table rows of Document.rows) is one sentence, never split; the text between
+    them is split as if it stood alone. Without rows the whole text is split exactly as before rows
+    existed, so prose is cut as it always was (no CHUNKER_VERSION change).
+    """
+    if not rows:
+        return _prose_sentences(text)
+    spans, at = [], 0
+    for a, b in sorted(rows):
+        spans += [(s + at, e + at) for s, e in _prose_sentences(text[at:a])]
+        spans += [span for span in [_trim(text, a, b)] if span]
+        at = b
+    return spans + [(s + at, e + at) for s, e in _prose_sentences(text[at:])]
+
+
+def _prose_sentences(text: str) -> list[tuple[int, int]]:
     spans = []
     for block_start, block_end in _blocks(text):
         cut = block_start
@@ -173,13 +189,18 @@ def chunk_document(
     budget = max(1, min(chunk_tokens, max_tokens - title_tokens))
     max_chars = budget * CHARS_PER_TOKEN
     text = doc.text
-    spans = [cut for a, b in split_sentences(text) for cut in _cut_chars(text, a, b, max_chars)]
+    rows = set(doc.rows)
+    spans = [cut for a, b in split_sentences(text, doc.rows)
+             for cut in ([(a, b)] if (a, b) in rows else _cut_chars(text, a, b, max_chars))]
     if not spans:
         return []
-    sizes = count_tokens([text[a:b] for a, b in spans])
+    sizes = count_tokens([text[a:b] if b - a <= max_chars else "" for a, b in spans])
     pieces: list[tuple[int, int, int]] = []
     for (a, b), n in zip(spans, sizes):
-        pieces.extend(_split_long(text, a, b, budget, count_tokens) if n > budget else [(a, b, n)])
+        if (a, b) in rows and (n > budget or b - a > max_chars):
+            pieces.extend(_split_row(text, a, b, budget, max_chars, count_tokens))
+        else:
+            pieces.extend(_split_long(text, a, b, budget, count_tokens) if n > budget else [(a, b, n)])
 
     groups = _pack(text, pieces, budget, overlap_tokens, None, max_chars)
     real = count_tokens([text[pieces[i][0]:pieces[j - 1][1]] for i, j in groups])
@@ -242,6 +263,34 @@ def _cut_chars(text: str, a: int, b: int, max_chars: int) -> list[tuple[int, int
             a += 1
     trimmed = _trim(text, a, b)
     return out + ([trimmed] if trimmed else [])
+
+
+def _split_row(text, a, b, budget, max_chars, count_tokens) -> list[tuple[int, int, int]]:
+    """A table row too long for one chunk, cut between its cells (" | "): runs of whole cells that each
+    fit; a cell too long on its own is cut as a long sentence is. Every part keeps its cells' names."""
+    cells, at = [], a
+    while at < b:
+        end = text.find(CELL_SEPARATOR, at, b)
+        end = b if end < 0 else end
+        cells += _cut_chars(text, at, end, max_chars)
+        at = end + len(CELL_SEPARATOR)
+    units: list[tuple[int, int, int]] = []
+    for (s, e), n in zip(cells, count_tokens([text[s:e] for s, e in cells])):
+        units.extend(_split_long(text, s, e, budget, count_tokens) if n > budget else [(s, e, n)])
+    if not units:
+        return []
+    pieces, cur = [], units[0]
+    for u in units[1:]:
+        if cur[2] + u[2] + 1 <= budget and u[1] - cur[0] <= max_chars:  # + 1: the "|" between them
+            cur = (cur[0], u[1], cur[2] + u[2] + 1)
+        else:
+            pieces.append(cur)
+            cur = u
+    pieces.append(cur)
+    real = count_tokens([text[s:e] for s, e, _ in pieces])
+    if all(n <= budget for n in real):
+        return [(s, e, n) for (s, e, _), n in zip(pieces, real)]
+    return units
 
 
 def _split_long(text, a, b, budget, count_tokens) -> list[tuple[int, int, int]]:

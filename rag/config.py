@@ -17,6 +17,17 @@ EMBED_BACKENDS = ("auto", "openvino", "onnxruntime", "torch", "sentence-transfor
 EMBED_PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
+KB_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def check_kb_name(name: str) -> str:
+    """Knowledge base names are plain words: they appear in paths, URLs, model names (rag:hr) and the users file."""
+    if not KB_NAME.fullmatch(name or ""):
+        raise RagError(f"knowledge base name {name!r} is not usable: 1-64 lower-case letters, digits, - or _, "
+                       "starting with a letter or digit")
+    return name
+
+
 def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise RagError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -62,8 +73,13 @@ class Settings:
     llm_timeout: float = 60.0
     keep_unsupported: bool = False  # show generated sentences nothing supports, flagged, instead of dropping them
     verified_stream: bool = False  # stream only verified sentences instead of the model's raw tokens
+    kbs: list[str] = field(default_factory=list)  # knowledge bases asked and searched when none is named; [] = default
     auth_file: Path | None = None  # the chat's users (rag/users.py); None: no login, loopback only
     read_only: bool = False  # the chat's upload and re-index controls off for everyone
+    # cited pages drawn with their lines highlighted (rag/pages/render.py), kept on disk up to page_cache_mb;
+    # None: $XDG_CACHE_HOME/rag/pages, else ~/.cache/rag/pages
+    page_cache_dir: Path | None = None
+    page_cache_mb: int = 200
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Settings":
@@ -81,7 +97,9 @@ class Settings:
         """Every way of making Settings (from_env, replace, the constructor) ends here: coerced, checked."""
         self.index_dir, self.corpus_dir = Path(self.index_dir), Path(self.corpus_dir)
         self.auth_file = Path(self.auth_file) if self.auth_file else None
+        self.page_cache_dir = Path(self.page_cache_dir) if self.page_cache_dir else None
         self.pdf_passwords = list(self.pdf_passwords or [])
+        self.kbs = list(self.kbs or [])
         self.llm_url = (self.llm_url or "").strip()
         self.ray_address = (self.ray_address or "").strip()
         self.validate()
@@ -92,6 +110,8 @@ class Settings:
 
     def validate(self) -> None:
         check_mode(self.mode)
+        for name in self.kbs:
+            check_kb_name(name)
         if self.embed_backend not in EMBED_BACKENDS:
             raise RagError(f"embed_backend must be one of {', '.join(EMBED_BACKENDS)}, not {self.embed_backend!r}")
         if self.embed_precision not in EMBED_PRECISIONS:
@@ -104,7 +124,8 @@ class Settings:
             raise RagError(f"chunk_tokens must be at least 16, not {self.chunk_tokens}")
         if not 0 <= self.overlap_tokens < self.chunk_tokens:
             raise RagError("overlap_tokens must be between 0 and chunk_tokens")
-        for name in ("k", "batch_size", "candidates", "ivf_threshold", "ivf_nprobe", "keyword_max_df", "gpu_batch_size"):
+        for name in ("k", "batch_size", "candidates", "ivf_threshold", "ivf_nprobe", "keyword_max_df", "gpu_batch_size",
+                     "page_cache_mb"):
             if getattr(self, name) < 1:
                 raise RagError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not 72 <= self.ocr_dpi <= 1200:

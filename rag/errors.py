@@ -44,3 +44,21 @@ class LLMError(RagError):
 
 class AccessError(RagError):
     """Who may do what: a users file that cannot be used, a chat exposed without logins, a refused action."""
+
+
+class KnowledgeBaseNotFoundError(RagError):
+    """No knowledge base by that name, or none the asker may read: the message is the same for both, so a
+    refusal never tells that a KB exists."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"no knowledge base named {name!r}; `rag kb list` (or GET /v1/kbs) shows the ones you can use")
+
+
+class ConversationNotFoundError(RagError):
+    """No conversation by that id, or none of the asker's: the same message for both."""
+
+    def __init__(self, conversation: str):
+        self.conversation = conversation
+        super().__init__(f"no conversation {conversation!r} of yours; the chat's side list (or `rag history list`) "
+                         "shows them")

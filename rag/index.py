@@ -1,8 +1,8 @@
 """The Index: load -> chunk -> embed -> store on the way in, retrieve on the way out.
 
 `Index` is the facade every caller uses (CLI, chat, `ask`, benchmarks): `add` and `rebuild` write,
-`search` is the one way into retrieval, `status` describes it. `default_index` keeps one open Index
-per folder and model for the whole process.
+`search` is the one way into retrieval, `status` describes it. Knowledge bases (rag/kb.py) are a layer above:
+each is one Index, opened once per process.
 """
 
 from __future__ import annotations
@@ -21,28 +21,30 @@ import numpy as np
 from . import ann, ingest, retrieve
 from .chunk import CHUNKER_VERSION
 from .config import Settings
-from .errors import IndexFormatError, IndexLockedError, IndexMismatchError, IndexNotFoundError, RagError
-from .ingest import Progress, absolute
+from .errors import IndexFormatError, IndexLockedError, IndexMismatchError, IndexNotFoundError
+from .ingest import Progress
 from .model import EmbeddedFile, Hit, IngestReport
-from .store import Store
+from .store import DB_NAME, Store
 
 
 class Index:
     """A folder holding one index. Safe to search from many threads while one writer adds."""
 
-    def __init__(self, directory: Path, settings: Settings):
+    def __init__(self, directory: Path, settings: Settings, kb: str = ""):
         self.dir = Path(directory)
-        self.settings = settings
+        self.settings = settings  # what its files depend on (model, engine, chunking); queries may bring their own
+        self.kb = kb  # the knowledge base it is, named on every hit ("" outside a Library)
         self.store = Store(self.dir)
         self._faiss = None
         self._faiss_generation = None
         self._reload_lock = threading.Lock()
 
     @classmethod
-    def open(cls, path=None, settings: Settings | None = None, create: bool = True, upgrade: bool = False) -> "Index":
+    def open(cls, path=None, settings: Settings | None = None, create: bool = True, upgrade: bool = False,
+             kb: str = "") -> "Index":
         """With upgrade=True, an index written by an older version is emptied, for the next add() to rebuild."""
         settings = settings or Settings.from_env()
-        index = cls(Path(path) if path is not None else settings.index_dir, settings)
+        index = cls(Path(path) if path is not None else settings.index_dir, settings, kb=kb)
         if not index.store.exists():
             if not create:
                 raise IndexNotFoundError(f"no index yet in {index.dir}; build one with: rag index PATH --index {index.dir}")
@@ -174,18 +176,20 @@ class Index:
             old_dir = self.dir.with_name(f".{self.dir.name}.old")
             shutil.rmtree(old_dir, ignore_errors=True)
             self.store.close()
-            keep = [p for p in self.dir.iterdir() if p.name in ("README.md", ".write.lock")]
             old_dir.mkdir()
-            for p in self.dir.iterdir():
-                if p not in keep:
-                    p.rename(old_dir / p.name)
-            for p in fresh_dir.iterdir():
-                if p.name != ".write.lock":
-                    p.rename(self.dir / p.name)
+            for p in self.own_files():  # the folder may hold more than this index (library.sqlite, kbs/)
+                p.rename(old_dir / p.name)
+            for p in fresh.own_files():
+                p.rename(self.dir / p.name)
             shutil.rmtree(old_dir, ignore_errors=True)
             shutil.rmtree(fresh_dir, ignore_errors=True)
         self._faiss, self._faiss_generation = None, None  # its ids are the old index's: never sync it
         return report
+
+    def own_files(self) -> list[Path]:
+        """The files of this index in its folder: the database and the vector index (no lock, no other data)."""
+        names = {DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"}
+        return [p for p in self.dir.iterdir() if p.is_file() and (p.name in names or ann.owns(p))]
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -237,19 +241,28 @@ class Index:
         return vectors, tokens[0]
 
     def search(self, query: str, k: int | None = None, mode: str | None = None,
-               query_vector: np.ndarray | None = None) -> list[Hit]:
-        """The top-k chunks for the query (hybrid, dense or bm25), exact offsets and all."""
-        s = self.settings
+               query_vector: np.ndarray | None = None, settings: Settings | None = None) -> list[Hit]:
+        """The top-k chunks for the query (hybrid, dense or bm25), exact offsets and all. k, mode and the fusion
+        come from `settings` when given (a query's own), else from the index's."""
+        s = settings or self.settings
         mode = mode or s.mode
         if query_vector is None and mode != "bm25":
             query_vector = self.embed_query(query)
-        return retrieve.search(faiss_index=self.faiss() if mode != "bm25" else None, store=self.store, query=query,
-                               query_vector=query_vector, k=k or s.k, mode=mode, fusion=s.fusion, alpha=s.alpha,
-                               candidates=s.candidates, max_df=s.keyword_max_df)
+        return retrieve.search(shards=[self.shard(mode)], query=query, query_vector=query_vector, k=k or s.k,
+                               mode=mode, fusion=s.fusion, alpha=s.alpha, candidates=s.candidates,
+                               max_df=s.keyword_max_df)
+
+    def store_of(self, kb: str) -> Store:
+        """The store its hits' chunk ids belong to (there is one; a Selection has one per KB)."""
+        return self.store
+
+    def shard(self, mode: str) -> retrieve.Shard:
+        """What retrieval reads of this index: the vector index (not for bm25) and the store, under its KB's name."""
+        return retrieve.Shard(kb=self.kb, faiss_index=self.faiss() if mode != "bm25" else None, store=self.store)
 
     def status(self) -> dict:
         manifest = self.store.manifest()
-        size = sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file())
+        size = sum(p.stat().st_size for p in self.own_files())
         return {
             "index": str(self.dir),
             **self.store.counts(),
@@ -272,24 +285,3 @@ class Index:
 
     def __exit__(self, *exc):
         self.close()
-
-
-_default_indexes: dict = {}
-_default_lock = threading.Lock()
-
-
-def default_index(settings: Settings | None = None) -> Index:
-    """The index at settings.index_dir, opened once per process and built from settings.corpus_dir if
-    empty (or written by an older version): what `ask()` without an index, the CLI and the chat use."""
-    settings = settings or Settings.from_env()
-    key = (absolute(Path(settings.index_dir)), settings.model)
-    with _default_lock:
-        index = _default_indexes.get(key)
-        if index is None:
-            index = Index.open(settings.index_dir, settings, upgrade=True)
-            if index.store.counts()["chunks"] == 0:
-                report = index.add([settings.corpus_dir])
-                if not report.added and not report.unchanged:
-                    raise RagError(f"nothing to answer from: no document could be indexed in {settings.corpus_dir}")
-            _default_indexes[key] = index
-    return index

@@ -14,14 +14,32 @@ from typing import Any
 
 @dataclass(kw_only=True)
 class Document:
-    """One citable unit of text: a text file, a Word or HTML file, one JSONL record, one PDF page or image."""
+    """One citable unit of text: a text file, a Word or HTML file, one JSONL record, one PDF page or image,
+    one sheet, slide, chapter or mail message."""
 
     source: str  # path relative to the folder that was indexed
     doc_id: str  # the JSONL record id, else the source
     text: str  # offsets of chunks and citations index into this string
-    page: int | None = None  # 1-based PDF page (or frame of a multi-page image), None for other files
+    page: int | None = None  # 1-based PDF page (frame of a multi-page image, sheet, slide, chapter, mbox message)
     title: str = ""
     ocr: bool = False  # the text was read from the page image by OCR, not taken from a text layer
+    words: PageWords | None = None  # OCR: where its words stand on the page (stored: no later OCR run needed)
+    # (start, end) of each table row in `text` (rag/load/table.py): the chunker keeps a row whole, one sentence
+    rows: list[tuple[int, int]] = field(default_factory=list)
+
+
+CELL_SEPARATOR = " | "  # between the cells of a table row (Document.rows)
+
+
+@dataclass(kw_only=True)
+class PageWords:
+    """Where an OCR page's words stand: what lets a citation into it be drawn on the scan."""
+
+    width: float  # the page (or image), in points
+    height: float
+    # one (left, top, right, bottom) per word of the text, its runs of characters other than space and newline,
+    # in order; points from the page's top-left corner
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)
@@ -91,6 +109,7 @@ class Hit:
     sentences: list[tuple[int, int]] = field(default_factory=list)  # absolute offsets
     title: str = ""
     ocr: bool = False  # its document's text was read by OCR
+    kb: str = ""  # the knowledge base it came from ("" for an Index outside a Library)
     # one normalized row per sentence, made when the chunk was embedded (the answerer scores with them)
     sentence_vectors: Any = field(default=None, repr=False, compare=False)
 
@@ -116,6 +135,19 @@ class Citation:
     score: float
     passage: int = 0  # index into Answer.passages of the passage the span lies in
     ocr: bool = False  # the cited text was read by OCR: quoted exactly as stored, but OCR may misread
+    kb: str = ""  # the knowledge base of the cited document
+    # where the span stands on its PDF page (or scanned image), one (left, top, right, bottom) rectangle per
+    # line in points from the page's top-left corner, as the page is shown; empty where unknown (not a PDF, a
+    # file changed since it was indexed, an OCR page indexed before words were kept): rag/pages/locate.py
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    page_width: float = 0.0  # the page's size in points, when boxes are given
+    page_height: float = 0.0
+
+    @classmethod
+    def in_passage(cls, hit: Hit, *, n: int, passage: int, start: int, end: int, text: str, score: float) -> "Citation":
+        """A span of the passage `hit` (Answer.passages[passage]): where it lies is the passage's document."""
+        return cls(n=n, source=hit.source, doc_id=hit.doc_id, page=hit.page, start=start, end=end, text=text,
+                   score=score, passage=passage, ocr=hit.ocr, kb=hit.kb)
 
 
 @dataclass(kw_only=True)
@@ -139,6 +171,9 @@ class Dropped:
 
 
 ABSTAIN_TEXT = "I can't find that in the documents."  # what an answer that abstains says
+# a kept answer's citation into a knowledge base its reader may no longer read, as shown instead of it
+# (rag/conversations.py): never quoted
+WITHHELD = "withheld: from a knowledge base you may no longer read"
 # answers given with a confidence below this are shown as "low confidence": more likely than not, on the tune
 # data, the cited sentences do not hold the answer
 LOW_CONFIDENCE = 0.5

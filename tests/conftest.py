@@ -1,4 +1,4 @@
-"""Shared fixtures: the real model, loaded once per session; indexes in temporary folders."""
+"""Shared fixtures: the real model, loaded once per session; indexes in temporary folders; Chromium."""
 
 from __future__ import annotations
 
@@ -7,17 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-CORPUS_FILE = ROOT / "corpus" / "putin-diplomacy.txt"
-
-
-def shared_path(*parts) -> Path:
-    """A file under ../shared, or skip the test saying what is missing."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is absent: this test needs the shared bench data (../shared beside the repo)")
-    return path
+from helpers import CHROMIUM, CHROMIUM_ARGS, CORPUS_FILE, ROOT, SHARED, shared_path  # noqa: F401 (older modules import them from here)
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +44,15 @@ def default_index(tmp_path_factory, embedder):
     report = index.add()
     assert report.ok and report.added == ["putin-diplomacy.txt"]
     return index
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium, or skip saying how to install it."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (make browser, or apt-get install chromium chromium-driver)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -55,8 +55,9 @@ OUT_OF_ARTICLE = [
     "What is Putin's favourite breakfast?",
     "Who did Putin meet in Alaska?",
     pytest.param("How tall is Vladimir Putin?", marks=pytest.mark.xfail(
-        strict=True, reason="scores like an answer (confidence 0.54): issue 11 goal 4 is not met, "
-                            "bench/results/answers.md, docs/ANSWERABILITY.md")),
+        strict=True, raises=AssertionError,
+        reason="scores like an answer (confidence 0.54): issue 11 goal 4 is not met, "
+               "bench/results/answers.md, docs/ANSWERABILITY.md")),
     "Where was Putin born?",
     "How many children does Putin have?",
     "What car does Putin drive?",
@@ -110,9 +111,10 @@ def test_a_lone_answer_sentence_comes_without_filler(default_index):
     assert len(answer.citations) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="fillers are dropped only as far as XQuAD's goals allow (1.6 cited "
-                                       "sentences per answer): these answers keep a second sentence; "
-                                       "docs/ANSWERABILITY.md says why")
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="fillers are dropped only as far as XQuAD's goals allow (1.6 cited "
+                          "sentences per answer): these answers keep a second sentence; "
+                          "docs/ANSWERABILITY.md says why")
 @pytest.mark.parametrize("question", ["Why does Putin prefer personal negotiations?",
                                       "How did the friendship between Putin and George W. Bush end?",
                                       "When did Putin first take office?"])

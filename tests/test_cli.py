@@ -44,7 +44,7 @@ def test_index_status_search_ask(workdir):
     hits = json.loads(rag("search", "NATO chiefs", "--k", "2", "--json", env=env).stdout)
     text = CORPUS_FILE.read_text("utf-8")
     assert len(hits) == 2
-    assert set(hits[0]) == {"doc_id", "source", "page", "start", "end", "score", "text"}
+    assert set(hits[0]) == {"kb", "doc_id", "source", "page", "start", "end", "score", "text"}
     assert all(text[h["start"]:h["end"]] == h["text"] for h in hits)
 
     human = rag("ask", "How many U.S. presidents has Putin outlasted?", env=env)

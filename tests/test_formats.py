@@ -86,8 +86,9 @@ def test_docx_headings_lists_and_tables_in_body_order(tmp_path):
     assert "\n\nFindings\n\n" in text
     assert "- Lamps were replaced at four stations\n- Two towers need new paint\n" in text
     assert "1. Inspect the foundations\n2. Order the spare lenses" in text
-    table = "\n".join(" | ".join(row) for row in rows)
-    assert "\n\n" + table + "\n\n" in text  # one line a row, cells by " | ", a block of its own
+    table = "\n".join(" | ".join(f"{name}: {value}" for name, value in zip(rows[0], row)) for row in rows[1:])
+    assert "\n\n" + table + "\n\n" in text  # one line a row carrying the column names, a block of its own
+    assert [text[a:b] for a, b in doc.rows] == table.split("\n")
     # in body order: the table sits between the paragraphs around it
     assert text.index("with its keeper.") < text.index(table) < text.index("The oldest tower")
     assert "CONFIDENTIAL" not in text and "footer" not in text

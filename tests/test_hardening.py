@@ -9,28 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
-from conftest import CORPUS_FILE, ROOT
+from helpers import CORPUS_FILE, rag, rag_killed_at
 from rag import DocumentError, Index, ask
 from rag.chunk import CHARS_PER_TOKEN
 from rag.load import read_file
-
-
-def rag(*args, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "rag.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
-
-
-def rag_killed_at(patch: str, *args, env=None):
-    """Run `rag` with `patch` applied first; the patch SIGKILLs the process at its chosen instant."""
-    script = textwrap.dedent(patch) + "\nimport sys\nfrom rag.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    return subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300)
 
 
 @pytest.fixture

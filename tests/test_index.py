@@ -18,7 +18,7 @@ from conftest import CORPUS_FILE, ROOT, shared_path
 from rag import Index, IndexLockedError, IndexMismatchError, ask
 from rag import ann
 from rag.ann import faiss_path
-from rag.store import FORMAT_VERSION
+from rag.store import FORMAT_VERSION, MIGRATIONS
 
 
 def assert_exact(index: Index):
@@ -126,7 +126,7 @@ def test_bad_files_are_reported_and_lose_nothing(settings, corpus):
     (corpus / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> garbage\n")
     (corpus / "bad.jsonl").write_text('{"_id": "ok", "text": "A fine record about otters."}\n{not json\n')
     (corpus / "image.png").write_bytes(b"\x89PNG\r\n")
-    (corpus / "sheet.xlsx").write_bytes(b"PK\x03\x04")
+    (corpus / "sheet.numbers").write_bytes(b"PK\x03\x04")
     index = Index.open(settings=settings)
     report = index.add([corpus])
     failed = {Path(e.path).name: e.reason for e in report.failed}
@@ -134,7 +134,7 @@ def test_bad_files_are_reported_and_lose_nothing(settings, corpus):
     assert "empty" in failed["empty.txt"] and "binary" in failed["binary.txt"]
     assert "UTF-8" in failed["latin1.md"] and "JSON" in failed["bad.jsonl"]
     assert sorted(report.added) == ["bad.jsonl", "putin-diplomacy.txt"]
-    assert [Path(p).name for p in report.skipped] == ["sheet.xlsx"]
+    assert [Path(p).name for p in report.skipped] == ["sheet.numbers"]
     assert any(h.doc_id == "ok" for h in index.search("otters", k=3))
     assert {Path(f["path"]).name for f in index.status()["failed"]} == set(failed)
     stored = {Path(f["path"]).name: f["reason"] for f in index.status()["failed"]}
@@ -188,9 +188,10 @@ def test_other_model_or_chunker_is_refused(settings, corpus):
 def test_index_of_an_older_format_is_refused_with_the_rebuild_command(settings, corpus):
     index = Index.open(settings=settings)
     index.add([corpus])
+    old = min(MIGRATIONS) - 1  # older than the formats migrated in place (tests/test_pages.py)
     with index.store.transaction() as tx:
-        index.store.set_manifest(tx, "format_version", FORMAT_VERSION - 1)
-    with pytest.raises(IndexMismatchError, match=rf"format {FORMAT_VERSION - 1}, this version reads {FORMAT_VERSION}; "
+        index.store.set_manifest(tx, "format_version", old)
+    with pytest.raises(IndexMismatchError, match=rf"format {old}, this version reads {FORMAT_VERSION}; "
                                                  r"rebuild it: rag index --rebuild"):
         Index.open(settings=settings)
     # the app's own index (the chat, ask() without an index) is rebuilt from the corpus instead
@@ -296,6 +297,30 @@ def _many_documents(folder: Path, count: int):
         (folder / f"doc{i:04d}.txt").write_text(f"Document {i}. " + " ".join(words[start:start + 120]) + "\n")
 
 
+STOP_AT_SECOND_EMBEDDING = """
+import os, signal, sys
+from rag.embed import base
+from rag.cli import main
+real, calls = base.Backend.encode_with_spans, []
+def stop_then_encode(self, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:  # reading and chunking are done, the first batch is embedded: stop here
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return real(self, *args, **kwargs)
+base.Backend.encode_with_spans = stop_then_encode
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def wait_until_stopped(proc: subprocess.Popen) -> None:
+    """Until the process stops itself (state T in /proc), or fail if it exits first."""
+    while True:
+        assert proc.poll() is None, f"indexing ended ({proc.returncode}) before it stopped: {proc.stderr.read()}"
+        if Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T":
+            return
+        time.sleep(0.05)
+
+
 def test_kill_9_during_indexing_leaves_a_loadable_index(settings, corpus, tmp_path):
     index = Index.open(settings=settings)
     index.add([corpus])
@@ -303,16 +328,10 @@ def test_kill_9_during_indexing_leaves_a_loadable_index(settings, corpus, tmp_pa
     big = tmp_path / "big"
     _many_documents(big, 600)
     env = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "index", str(big)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    lock = settings.index_dir / ".write.lock"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if lock.exists() and lock.read_text().startswith("pid"):
-            break
-        time.sleep(0.05)
-    time.sleep(3)  # well into reading and embedding
-    assert proc.poll() is None, "indexing finished before it could be killed: make the corpus bigger"
+    proc = subprocess.Popen([sys.executable, "-c", STOP_AT_SECOND_EMBEDDING, "index", str(big)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until_stopped(proc)  # mid-run: holding the write lock, between two model calls
+    assert (settings.index_dir / ".write.lock").read_text() == f"pid {proc.pid}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     after = Index.open(settings=settings)

@@ -90,7 +90,7 @@ def test_utf8_bom_is_dropped(tmp_path):
         ("utf16.txt", "hello".encode("utf-16"), "UTF-16"),
         ("fake.pdf", b"<html><body>not a pdf</body></html>", "not a PDF"),
         ("garbage.pdf", b"%PDF-1.4\n" + bytes(range(256)) * 8, "PDF"),
-        ("data.csv", b"a,b\n1,2\n", "unsupported file type"),
+        ("slides.key", b"PK\x03\x04keynote", "unsupported file type"),
     ],
 )
 def test_bad_files_fail_clearly_naming_the_file(tmp_path, name, data, reason):
@@ -411,7 +411,7 @@ def test_pypdf_warnings_stay_off_stderr():
 def test_find_files_skips_hidden_and_unsupported(tmp_path):
     (tmp_path / "a.txt").write_text("a")
     (tmp_path / "b.PDF").write_bytes(b"%PDF-")
-    (tmp_path / "c.csv").write_text("x")
+    (tmp_path / "c.key").write_text("x")
     (tmp_path / ".hidden.txt").write_text("h")
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "x.md").write_text("x")
@@ -420,7 +420,7 @@ def test_find_files_skips_hidden_and_unsupported(tmp_path):
     found, skipped, failed = find_files([tmp_path])
     assert [(f.relative_to(tmp_path).as_posix(), root) for f, root in found] == [
         ("a.txt", tmp_path), ("b.PDF", tmp_path), ("sub/d.jsonl", tmp_path)]
-    assert skipped == [tmp_path / "c.csv"]
+    assert skipped == [tmp_path / "c.key"]
     assert find_files([tmp_path / "a.txt"]) == ([(tmp_path / "a.txt", tmp_path)], [], [])
     with pytest.raises(DocumentError, match="no such file"):
         find_files([tmp_path / "nope"])
@@ -428,3 +428,63 @@ def test_find_files_skips_hidden_and_unsupported(tmp_path):
 
 def test_file_hash_is_sha256():
     assert file_hash(b"abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+# --- pages and passwords that fail say why (issue 20, defect 7) --------------------------------------
+
+
+def two_page_pdf(tmp_path, damage: bytes | None = None):
+    """Two text pages; `damage` replaces the Font entry of the second page's resources (same length, so the
+    cross-reference table stays right)."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_compression(False)
+    for line in ("The first page tells of the harbour.", "The second page tells of the lighthouse keeper."):
+        pdf.add_page()
+        pdf.set_font("helvetica", size=12)
+        pdf.cell(0, 10, line)
+    data = bytes(pdf.output())
+    if damage is not None:
+        good = b"/Font <</F1 7 0 R>>"
+        at = data.index(good, data.index(b"\n9 0 obj"))  # the second page's resources
+        assert len(damage) == len(good)
+        data = data[:at] + damage + data[at + len(good):]
+    path = tmp_path / "two.pdf"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("damage", [b"/Font (unterminated", b"/Font <<]F1 7 0 R>>"])
+def test_a_page_whose_resources_fail_to_parse_is_reported_with_ocr_off(tmp_path, damage):
+    path = two_page_pdf(tmp_path, damage)
+    items = load(path, tmp_path)
+    assert [(d.page, d.text) for d in docs_of(items)] == [(1, "The first page tells of the harbour.")]
+    [error] = [e for e in items if isinstance(e, DocumentError)]
+    assert "1 of 2 pages could not be read" in error.reason and "page 2:" in error.reason
+    assert "page 2: no extractable text: pypdf could not parse it (Pdf" in error.reason  # the real reason: not a blank page, not OCR's
+
+
+def test_a_page_pypdf_fails_on_is_reported_and_the_other_loads(tmp_path):
+    items = load(two_page_pdf(tmp_path, b"<< << << << << << <"), tmp_path)  # pdfminer fails on it too
+    assert [d.page for d in docs_of(items)] == [1]
+    [error] = [e for e in items if isinstance(e, DocumentError)]
+    assert "1 of 2 pages could not be read" in error.reason and "page 2: PdfStreamError" in error.reason
+
+
+def test_an_undamaged_two_page_pdf_loads_whole(tmp_path):
+    assert [d.page for d in load(two_page_pdf(tmp_path), tmp_path)] == [1, 2]
+
+
+@needs_pdfs
+def test_a_decryption_error_is_not_reported_as_a_wrong_password(tmp_path):
+    data = (PDFS / "pypdf/encryption/r6-both-passwords.pdf").read_bytes()
+    ue = re.search(rb"/UE <[0-9a-f]+>", data).group(0)  # the user key's envelope, damaged: AES cannot open it
+    damaged = tmp_path / "damaged.pdf"
+    damaged.write_bytes(data.replace(ue, b"/UE <1234>".ljust(len(ue)), 1))
+    with pytest.raises(DocumentError) as info:
+        load(damaged, passwords=["foo"])  # the right user password
+    assert "wrong password" not in info.value.reason
+    assert "cannot decrypt" in info.value.reason and "ValueError" in info.value.reason
+    with pytest.raises(DocumentError, match="wrong password"):  # a wrong one is still called so
+        load(PDFS / "pypdf/encryption/r6-both-passwords.pdf", passwords=["qwerty"])

@@ -17,10 +17,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import CORPUS_FILE, ROOT
+from helpers import CORPUS_FILE, ROOT, rag_killed_at
 from rag import Index, RagError, Settings
 from rag.cli import build_parser
-from test_hardening import rag_killed_at
 
 LOOPBACK = "127.0.0.2"
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,

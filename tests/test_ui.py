@@ -9,26 +9,15 @@ They are skipped, saying why, when /usr/bin/chromium is absent (make browser ins
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT, ask, serve_chat, shot, upload, wait_until_idle
 
-from rag import chat
+from rag import server
 from rag.chat import render, uploads
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--disable-quic", "--no-first-run",
-]
-SHOTS = Path(os.environ.get("RAG_SCREENSHOT_DIR") or Path(tempfile.gettempdir()) / "rag-screenshots")
 
 PASSAGE = "Putin is a tactician. He’s outlasted five U.S. presidents & <b>eight</b> PMs. The end."
 CITED = "He’s outlasted five U.S. presidents & <b>eight</b> PMs."
@@ -94,14 +83,14 @@ def test_low_confidence_answers_are_marked():
 
 
 def test_the_cited_sentence_is_highlighted_inside_its_passage():
-    html = render.render_sources(make_answer(page=3), file_url=lambda source, page: f"gradio_api/file=/c/{source}#page={page}")
+    html = render.render_sources(make_answer(page=3), file_url=lambda kb, source, page: f"files/{kb}/{source}#page={page}")
     assert 'id="src-1"' in html
     assert "<mark>He’s outlasted five U.S. presidents &amp; &lt;b&gt;eight&lt;/b&gt; PMs.</mark>" in html
     assert "Putin is a tactician. <mark>" in html and "</mark> The end." in html
     assert "doc.txt" in html and "page 3" in html
     a = 100 + PASSAGE.index(CITED)
     assert f"chars {a}–{a + len(CITED)}" in html
-    assert 'href="gradio_api/file=/c/doc.txt#page=3"' in html and ">open</a>" in html
+    assert 'href="files//doc.txt#page=3"' in html and ">open</a>" in html
     assert "<b>eight" not in html
 
 
@@ -153,41 +142,30 @@ def test_report_names_each_failure_with_its_reason():
 
 
 def test_status_line():
-    line = render.render_status({"documents": 1, "files": 1, "chunks": 8, "model": "all-MiniLM-L6-v2", "size_bytes": 2048})
+    status = {"documents": 1, "files": 1, "chunks": 8, "model": "all-MiniLM-L6-v2", "size_bytes": 2048}
+    line = render.render_status({"default": status})
     assert "<b>1</b> document " in line and "<b>8</b> chunks" in line and "all-MiniLM-L6-v2" in line
-    busy = render.render_status(None, {"running": True, "label": "indexing uploads", "stage": "embedding", "done": 3, "total": 9})
-    assert "indexing uploads: embedding 3/9" in busy
+    assert "rag-kb" not in line  # one knowledge base: no need to name it
+    job = {"running": True, "kb": "hr", "label": "indexing uploads", "stage": "embedding", "done": 3, "total": 9}
+    busy = render.render_status({"default": status, "hr": None}, job)
+    assert "indexing uploads: embedding 3/9" in busy and '"rag-kb">hr<' in busy and '"rag-kb">default<' in busy
+    assert "indexing uploads" not in render.render_status({"default": status}, job)  # not a job of a KB shown
+    assert "ask whoever runs this server" in render.render_status({})
 
 
 def test_command_line_options(monkeypatch):
     monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
     monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
-    args = chat.parse_args([])
-    assert (args.host, args.port, args.share, args.index, args.corpus) == ("127.0.0.1", 7860, False, None, None)
+    args = server.parse_args([])
+    assert (args.host, args.port, args.index, args.corpus, args.max_upload_mb) == ("127.0.0.1", 7860, None, None, 50)
     monkeypatch.setenv("GRADIO_SERVER_PORT", "8123")
-    assert chat.parse_args([]).port == 8123
-    args = chat.parse_args(["--index", "i", "--corpus", "c", "--host", "0.0.0.0", "--port", "9000", "--share"])
-    assert (args.index, args.corpus, args.host, args.port, args.share) == ("i", "c", "0.0.0.0", 9000, True)
+    assert server.parse_args([]).port == 8123
+    args = server.parse_args(["--index", "i", "--corpus", "c", "--host", "0.0.0.0", "--port", "9000"])
+    assert (args.index, args.corpus, args.host, args.port) == ("i", "c", "0.0.0.0", 9000)
+    assert server.main(["--share"]) == 2  # gradio's share tunnel is gone: one server for the chat and the API
 
 
 # ---- the page in a browser ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (make browser, or apt-get install chromium chromium-driver)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -197,10 +175,8 @@ def served(tmp_path_factory, embedder, browser):
     root = tmp_path_factory.mktemp("ui")
     shutil.copytree(ROOT / "corpus", root / "corpus")
     settings = Settings.from_env(environ={}, index_dir=root / "index", corpus_dir=root / "corpus", quiet=True)
-    demo = chat.build_app(settings)
-    _, url, _ = chat.launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True)
-    yield url, demo.rag_app, root
-    demo.close()
+    with serve_chat(settings, ready=False) as server:  # the page shows the start-up indexing
+        yield server.url, server.app, root
 
 
 @pytest.fixture
@@ -212,46 +188,6 @@ def page(browser, served):
     wait_until_idle(page)
     yield page
     context.close()
-
-
-SLOW = 180_000  # upper bound for model loading, indexing and answering on a busy machine: not a speed check
-
-
-def wait_until_idle(page):
-    """The status line shows counts and no indexing job is running."""
-    page.wait_for_function(
-        """() => {
-            const s = document.querySelector('#rag-status .rag-status');
-            return s && s.querySelector('b') && !s.querySelector('.rag-spin');
-        }""",
-        timeout=SLOW,
-    )
-
-
-def shot(page, name):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name))
-
-
-def ask(page, question):
-    """Ask, wait until this question's answer is complete, and return its chat bubble."""
-    bots = page.locator('#rag-chat [data-testid="bot"]')
-    turn = page.locator('#rag-chat [data-testid="user"]').count() + 1
-    page.fill("#rag-question textarea", question)
-    page.press("#rag-question textarea", "Enter")
-    page.wait_for_function(
-        """(turn) => {
-            const panel = document.querySelector('#rag-sources .rag-latest');
-            if (panel && panel.dataset.turn === String(turn)) return true;
-            const bots = document.querySelectorAll('#rag-chat [data-testid="bot"]');
-            return bots.length === turn && bots[turn - 1].querySelector('.rag-error') !== null;
-        }""",
-        arg=turn,
-        timeout=SLOW,
-    )
-    bubble = bots.nth(turn - 1)
-    assert bubble.locator(".rag-error").count() == 0, bubble.inner_text()
-    return bubble
 
 
 def test_ask_see_marker_and_highlighted_sentence(page, served):
@@ -269,7 +205,7 @@ def test_ask_see_marker_and_highlighted_sentence(page, served):
     cited = source.locator("mark").inner_text()
     assert "five U.S. presidents" in cited
     # the header's character range points at exactly that sentence in the file
-    file_text = (app.corpus_dir / "putin-diplomacy.txt").read_text(encoding="utf-8")
+    file_text = (app.library.get('default').corpus_dir / "putin-diplomacy.txt").read_text(encoding="utf-8")
     start, end = map(int, re.search(r"chars (\d+)–(\d+)", source.locator("header").inner_text()).groups())
     assert file_text[start:end] == cited
     # ... surrounded by its passage
@@ -310,20 +246,6 @@ def test_a_low_confidence_answer_says_so(page):
     shot(page, "low-confidence.png")
 
 
-def upload(page, files):
-    with page.expect_file_chooser() as chooser:
-        page.click("#rag-upload")
-    chooser.value.set_files([str(f) for f in files])
-    page.wait_for_function(  # this upload's report: it names every file
-        """(names) => {
-            const r = document.querySelector('#rag-upload-log .rag-report');
-            return r && names.every((n) => r.innerText.includes(n));
-        }""",
-        arg=[Path(f).name for f in files],
-        timeout=SLOW,
-    )
-
-
 def test_upload_a_file_then_ask_about_it_and_a_broken_pdf_is_reported(page, served, tmp_path):
     from playwright.sync_api import expect
 
@@ -334,11 +256,13 @@ def test_upload_a_file_then_ask_about_it_and_a_broken_pdf_is_reported(page, serv
         "Its lamp can be seen from 40 kilometres away on clear nights.\n",
         encoding="utf-8",
     )
-    upload(page, [note])
     log = page.locator("#rag-upload-log")
+    expect(log).to_contain_text("Add documents of these types: .txt .md")  # the registry's types, issue 24
+    expect(log).to_contain_text(".xlsx .xlsm .csv .tsv .pptx .epub .eml .mbox")
+    upload(page, [note])
     expect(log).to_contain_text("lighthouse.txt indexed")
     expect(page.locator("#rag-status")).to_contain_text("2 documents")
-    assert (app.corpus_dir / "lighthouse.txt").read_text(encoding="utf-8") == note.read_text(encoding="utf-8")
+    assert (app.library.get('default').corpus_dir / "lighthouse.txt").read_text(encoding="utf-8") == note.read_text(encoding="utf-8")
 
     ask(page, "Where does the Zorblat lighthouse stand?")
     source = page.locator("#rag-sources .rag-latest .rag-src").first
@@ -355,7 +279,7 @@ def test_upload_a_file_then_ask_about_it_and_a_broken_pdf_is_reported(page, serv
     expect(failure).to_contain_text("broken.pdf")
     expect(failure).to_contain_text("PDF")
     expect(page.locator("#rag-status")).to_contain_text("2 documents")  # the existing index is intact
-    assert not (app.corpus_dir / "broken.pdf").exists()
+    assert not (app.library.get('default').corpus_dir / "broken.pdf").exists()
     shot(page, "upload-error.png")
 
     # and the earlier documents still answer

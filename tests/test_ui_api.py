@@ -5,27 +5,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT, free_port, serve_chat
 
-from rag import chat
 from rag.chat import render
 
 QUESTION = "How many U.S. presidents has Putin outlasted?"
 UPLOAD_LIMIT_MB = 0.05  # 51 KB: small, so the limit itself can be tested
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +29,8 @@ def served(tmp_path_factory, embedder):
     root = tmp_path_factory.mktemp("ui-api")
     shutil.copytree(ROOT / "corpus", root / "corpus")
     settings = Settings.from_env(environ={}, index_dir=root / "index", corpus_dir=root / "corpus", quiet=True)
-    demo = chat.build_app(settings, max_upload_mb=UPLOAD_LIMIT_MB)
-    _, url, _ = chat.launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True)
-    app = demo.rag_app
-    assert app.wait_ready(), "the index never became ready"
-    assert not app.open_error, app.open_error
-    yield url, app
-    demo.close()
+    with serve_chat(settings, max_upload_mb=UPLOAD_LIMIT_MB) as server:
+        yield server.url, server.app
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +56,9 @@ def test_ask_endpoint_cites_exact_spans_of_the_corpus_file(served, client):
     url, app = served
     answer = client.predict(QUESTION, api_name="/ask")
     assert answer["question"] == QUESTION
-    check_citations(answer, app.corpus_dir)
+    check_citations(answer, app.library.get('default').corpus_dir)
     assert any("five U.S. presidents" in c["text"] for c in answer["citations"])
-    assert app.index.settings.min_confidence <= answer["confidence"] <= 1
+    assert app.settings.min_confidence <= answer["confidence"] <= 1
 
 
 def test_ask_endpoint_gives_the_same_answer_as_the_library(served, client):
@@ -78,7 +66,7 @@ def test_ask_endpoint_gives_the_same_answer_as_the_library(served, client):
 
     _, app = served
     via_api = client.predict(QUESTION, api_name="/ask")
-    direct = ask(QUESTION, index=app.index).to_dict()
+    direct = ask(QUESTION, index=app.library.index('default')).to_dict()
     for d in (via_api, direct):
         d.pop("timings")
     assert via_api == direct
@@ -87,7 +75,7 @@ def test_ask_endpoint_gives_the_same_answer_as_the_library(served, client):
 def test_ask_endpoint_takes_k_and_mode(served, client):
     answer = client.predict(QUESTION, 2, "bm25", api_name="/ask")
     assert 1 <= len(answer["passages"]) <= 2
-    check_citations(answer, served[1].corpus_dir)
+    check_citations(answer, served[1].library.get('default').corpus_dir)
 
 
 def test_ask_endpoint_abstains_with_related_passages(served, client):
@@ -95,7 +83,7 @@ def test_ask_endpoint_abstains_with_related_passages(served, client):
     assert answer["abstained"]
     assert answer["citations"] == []
     assert answer["passages"], "an abstention still lists the closest passages"
-    assert 0 <= answer["confidence"] < served[1].index.settings.min_confidence
+    assert 0 <= answer["confidence"] < served[1].settings.min_confidence
 
 
 def test_several_clients_at_once_get_their_own_answers(served):
@@ -120,42 +108,96 @@ def test_several_clients_at_once_get_their_own_answers(served):
 def test_questions_are_answered_while_a_writer_holds_the_lock(served, client):
     """An upload or re-index in progress holds the writer's lock; questions must not wait for it."""
     _, app = served
-    with app.write_lock:
+    with app.writer("default"):
         answer = client.predict(QUESTION, api_name="/ask")
-    check_citations(answer, app.corpus_dir)
+    check_citations(answer, app.library.get('default').corpus_dir)
 
 
 def test_only_files_inside_the_corpus_are_served(served):
     import httpx
 
     url, app = served
-    base = url.rstrip("/") + "/gradio_api/file="
-    corpus_file = app.corpus_dir / "putin-diplomacy.txt"
-    link = app.file_url("putin-diplomacy.txt")
-    assert link and link.startswith("gradio_api/file=")
-    r = httpx.get(url.rstrip("/") + "/" + link)
-    assert r.status_code == 200 and r.text == corpus_file.read_text(encoding="utf-8")
-    for outside in (
-        str(ROOT / "pyproject.toml"),
-        str(app.corpus_dir) + "/../index/rag.sqlite",
-        "/etc/passwd",
-    ):
-        assert httpx.get(base + outside).status_code in (403, 404), outside
-    assert app.file_url("../index/rag.sqlite") is None
-    assert app.file_url("/etc/passwd") is None
-    assert app.file_url("no-such-file.txt") is None
+    corpus = app.library.get("default").corpus_dir
+    link = app.file_url("default", "putin-diplomacy.txt")
+    assert link == "files/default/putin-diplomacy.txt"
+    r = httpx.get(f"{url}/{link}")
+    assert r.status_code == 200 and r.text == (corpus / "putin-diplomacy.txt").read_text(encoding="utf-8")
+    for outside in ("../index/rag.sqlite", "%2e%2e/index/rag.sqlite", "..%2f..%2fpyproject.toml", "/etc/passwd",
+                    "%2fetc%2fpasswd"):
+        assert httpx.get(f"{url}/files/default/{outside}").status_code == 404, outside
+    for route in ("/gradio_api/file=", "/gradio_api/file/"):  # gradio's own file routes serve no document
+        assert httpx.get(url + route + str(corpus / "putin-diplomacy.txt")).status_code in (403, 404), route
+    assert app.file_url("default", "../index/rag.sqlite") is None
+    assert app.file_url("default", "/etc/passwd") is None
+    assert app.file_url("default", "no-such-file.txt") is None
+    assert app.file_url("no-such-kb", "putin-diplomacy.txt") is None
     assert r.headers["x-content-type-options"] == "nosniff"
-    for name, body in (("page.html", "<script>document.title = 'x'</script><p>A web page.</p>"),
-                       ("logo.svg", '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')):
-        active = app.corpus_dir / name  # its scripts must never run in the chat's origin
-        active.write_text(body, encoding="utf-8")
-        try:
-            served_file = httpx.get(url.rstrip("/") + "/" + app.file_url(name))
-            assert served_file.status_code == 200 and served_file.text == body
-            assert served_file.headers["content-security-policy"] == "sandbox", name
-        finally:
-            active.unlink()
-    assert "content-security-policy" not in r.headers  # plain files open as they are
+    assert "content-security-policy" not in r.headers  # plain text opens as it is
+
+
+ACTIVE = {"page.html": ("text/html", "<script>document.title = 'x'</script><p>A web page.</p>"),
+          "logo.svg": ("image/svg+xml", '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')}
+# gradio 6's routes that serve a path they are given: any file of the corpus could come out of them
+FILE_ROUTES = {"/svelte/{path:path}", "/static/{path:path}", "/assets/{path:path}",
+               "/gradio_api/proxy={url_path:path}", "/gradio_api/file={path_or_url:path}", "/gradio_api/file/{path:path}"}
+
+
+OUR_ROUTE = "/files/{kb}/{path:path}"
+
+
+def gradio_routes(routes):
+    """(path, methods) of every route of a gradio app, inside its included routers too."""
+    for r in routes:
+        if hasattr(r, "original_router"):
+            yield from gradio_routes(r.original_router.routes)
+        else:
+            yield r.path, getattr(r, "methods", None) or set()
+
+
+def test_active_corpus_files_are_sandboxed_on_every_file_route(served):
+    """An HTML page or an SVG with a script, put into the corpus, asked for on every route gradio serves
+    files on and on ours, as GET, HEAD and a range: each answer that serves it carries the sandbox, so its
+    scripts never run in the chat's origin."""
+    import gradio as gr
+    import httpx
+    from gradio.routes import App
+
+    url, app = served
+    with gr.Blocks() as blank:
+        gr.Markdown("routes")
+    routes = dict(gradio_routes(App.create_app(blank).routes))
+    catch_all = {path for path in routes if ":path}" in path}
+    assert catch_all == FILE_ROUTES, "gradio's file routes changed: check each new one serves corpus files safely"
+    served_on = set()
+    try:
+        for name, (kind, body) in ACTIVE.items():
+            (app.library.get('default').corpus_dir / name).write_text(body, encoding="utf-8")
+            where = str((app.library.get('default').corpus_dir / name).resolve())
+            for route in sorted(FILE_ROUTES | {OUR_ROUTE}, key=lambda r: ("/file" not in r, r)):
+                link = url + (f"/files/default/{name}" if route == OUR_ROUTE else route[: route.index("{")] + quote(where))
+                for method, headers in (("GET", {}), ("HEAD", {}), ("GET", {"Range": "bytes=0-15"})):
+                    if method not in ({"GET", "HEAD"} if route == OUR_ROUTE else routes[route]):
+                        continue
+                    r = httpx.request(method, link, headers=headers)
+                    if r.status_code in (200, 206):
+                        served_on.add(route)
+                        assert r.headers.get("content-security-policy") == "sandbox", (route, method, headers, r.headers)
+                        if method == "GET" and not headers:
+                            assert r.text == body and r.headers["content-type"].startswith(kind), (route, r.headers)
+                    assert r.headers["x-content-type-options"] == "nosniff", (route, method)
+    finally:
+        for name in ACTIVE:
+            (app.library.get('default').corpus_dir / name).unlink(missing_ok=True)
+    # our route does serve them (so the checks above ran); gradio's never do: it is given no folder to serve
+    assert served_on == {OUR_ROUTE}
+
+
+def test_the_page_itself_keeps_its_scripts(served):
+    import httpx
+
+    page = httpx.get(served[0] + "/")
+    assert page.status_code == 200 and "<script" in page.text
+    assert "content-security-policy" not in page.headers and page.headers["x-content-type-options"] == "nosniff"
 
 
 def test_upload_limit_is_enforced_by_the_server(served):
@@ -183,12 +225,12 @@ def test_rag_chat_passes_max_upload_mb_to_the_server(tmp_path):
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         said = []
-        for line in server.stdout:  # until gradio says where it listens, or the command ends
+        for line in server.stdout:  # until the server says where it listens, or the command ends
             said.append(line)
-            if "Running on local URL" in line:
+            if line.startswith("serving http"):
                 break
-        assert "Running on local URL" in said[-1], "".join(said)
-        route = said[-1].split()[-1].rstrip("/") + "/gradio_api/upload"
+        assert said[-1].startswith("serving http"), "".join(said)
+        route = said[-1].split()[1].rstrip("/") + "/gradio_api/upload"
         small = httpx.post(route, files={"files": ("small.txt", b"a few words", "text/plain")})
         assert small.status_code == 200, small.text[:200]
         big = httpx.post(route, files={"files": ("big.txt", b"x" * int(UPLOAD_LIMIT_MB * 1024 * 1024 * 2), "text/plain")})
@@ -201,7 +243,7 @@ def test_rag_chat_passes_max_upload_mb_to_the_server(tmp_path):
 def test_upload_handler_rejects_bad_types_and_sizes_and_keeps_the_index(served, tmp_path):
     """The handler checks again: type and size, by name and reason, and the good file still goes in."""
     _, app = served
-    before = app.index.status()["documents"]
+    before = app.library.index('default').status()["documents"]
     good = tmp_path / "heron-notes.md"
     good.write_text("# Herons\n\nThe grey heron nests in tall trees near the Ouzel river.\n", encoding="utf-8")
     exe = tmp_path / "tool.exe"
@@ -210,15 +252,15 @@ def test_upload_handler_rejects_bad_types_and_sizes_and_keeps_the_index(served, 
     big.write_text("word " * int(UPLOAD_LIMIT_MB * 1024 * 1024), encoding="utf-8")
     broken = tmp_path / "broken.pdf"
     broken.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog garbage\n")
-    *_, (log, status) = list(app.upload([str(good), str(exe), str(big), str(broken)]))
+    *_, (log, status) = list(app.upload([str(good), str(exe), str(big), str(broken)], "default"))
     assert "tool.exe" in log and "file type .exe is not accepted" in log
     assert "huge.txt" in log and "too large" in log
     assert "broken.pdf" in log and "PDF" in log
     assert "heron-notes.md</b> indexed" in log
-    assert (app.corpus_dir / "heron-notes.md").exists()
+    assert (app.library.get('default').corpus_dir / "heron-notes.md").exists()
     for name in ("tool.exe", "huge.txt", "broken.pdf"):
-        assert not (app.corpus_dir / name).exists(), name
-    assert app.index.status()["documents"] == before + 1
+        assert not (app.library.get('default').corpus_dir / name).exists(), name
+    assert app.library.index('default').status()["documents"] == before + 1
     assert "broken.pdf" not in status  # a file taken back out of the corpus is not listed as failing
 
 
@@ -254,13 +296,13 @@ def test_a_pdf_answer_names_its_page_and_links_to_it(served, client, tmp_path):
     pdf = tmp_path / "bridges.pdf"
     pdf.write_bytes(make_pdf([["Page one is about the weather in Oslo."],
                               ["The Quillfeather bridge was opened in 1911.", "It spans the river Tamsin."]]))
-    *_, (log, _) = list(app.upload([str(pdf)]))
+    *_, (log, _) = list(app.upload([str(pdf)], "default"))
     assert "bridges.pdf</b> indexed" in log
     answer = client.predict("When was the Quillfeather bridge opened?", api_name="/ask")
     assert not answer["abstained"], answer["text"]
     c = answer["citations"][0]
     assert (c["source"], c["page"]) == ("bridges.pdf", 2)
-    pages = {d.page: d.text for d in load_file(app.corpus_dir / "bridges.pdf", app.corpus_dir)}
+    pages = {d.page: d.text for d in load_file(app.library.get('default').corpus_dir / "bridges.pdf", app.library.get('default').corpus_dir)}
     assert pages[2][c["start"] : c["end"]] == c["text"] and "1911" in c["text"]
     html = render.render_sources(answer, file_url=app.file_url)
     assert "page 2" in html

@@ -75,13 +75,19 @@ def machine_line() -> str:
 
 def machine_info(libraries=("torch", "sentence_transformers", "faiss", "numpy")) -> str:
     """Markdown lines: CPU, cores, RAM, date, python and library versions."""
+    from importlib import metadata
+
     versions = []
     for name in libraries:
         try:
             module = __import__(name)
-            versions.append(f"{name} {getattr(module, '__version__', '?')}")
         except ImportError:
-            pass
+            continue
+        try:  # pypdfium2 has no __version__: its distribution's metadata names it
+            version = getattr(module, "__version__", None) or metadata.version(name)
+        except metadata.PackageNotFoundError:
+            version = "?"
+        versions.append(f"{name} {version}")
     import sqlite3
 
     return (

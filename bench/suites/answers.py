@@ -16,6 +16,12 @@ Answerers, on the same cached retrieval, in one run:
                     question by their stored vectors
 
 Usage:  python bench/suites/answers.py [--no-latency] [--out bench/results/answers.md]
+
+A deployment's own evaluation set instead: the answers rated in its chat, asked again of its knowledge bases
+(bench/lib/feedback.py says what is counted); the report goes to standard output, and to --out when given:
+
+        rag feedback export --out rated.jsonl
+        python bench/suites/answers.py --feedback rated.jsonl [--index index/]
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: rag and bench.*
 from bench.lib import common  # noqa: E402
+from bench.lib import feedback  # noqa: E402
 from bench.fit import fit_answerability as fa  # noqa: E402
 from bench.lib import followups  # noqa: E402
 from bench.lib import qa_data  # noqa: E402
@@ -163,11 +170,31 @@ def default_corpus(corpora) -> tuple[list, dict]:
 # -- main -----------------------------------------------------------------------------------------
 
 
+def rated(path: Path, index_dir: str | None, out: str | None) -> int:
+    """The rated answers of `rag feedback export`, asked again of the deployment's knowledge bases (its RAG_*
+    settings, the index folder given)."""
+    from rag.kb import Library
+
+    items = feedback.read(path)
+    settings = Settings.from_env(index_dir=index_dir, quiet=True)
+    text = feedback.markdown(feedback.evaluate(items, Library.open(settings), settings), path, common.machine_info())
+    print(text)
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-latency", action="store_true")
-    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--out", default=None, help=f"the report (default {OUT.relative_to(common.ROOT)}; with "
+                                                "--feedback, standard output only)")
+    ap.add_argument("--feedback", type=Path, metavar="JSONL", help="rated answers (rag feedback export) to ask again")
+    ap.add_argument("--index", help="with --feedback: the deployment's index folder (default RAG_INDEX_DIR, index/)")
     args = ap.parse_args(argv)
+    if args.feedback:
+        return rated(args.feedback, args.index, args.out)
+    args.out = args.out or str(OUT)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     missing = qa_data.available()
     if missing:

@@ -8,25 +8,34 @@ import time
 
 from ..config import Settings
 from ..errors import LLMError, RagError
-from ..index import Index, default_index
+from ..index import Index
+from ..kb import Library, Selection
 from ..model import Answer
+from ..pages.locate import locate
 from .extractive import TUNING, Tuning, extract
 from .followup import resolve_question
 
 
-def ask(question: str, index: Index | None = None, history=None, settings: Settings | None = None, on_token=None,
-        k: int | None = None, mode: str | None = None, tuning: Tuning | None = None) -> Answer:
-    """Answer from the index, every sentence cited to an exact span, or abstain.
+def ask(question: str, index: Index | Selection | None = None, history=None, settings: Settings | None = None,
+        on_token=None, k: int | None = None, mode: str | None = None, tuning: Tuning | None = None,
+        kb: str | list[str] | None = None) -> Answer:
+    """Answer from the documents, every sentence cited to an exact span, or abstain.
 
-    With no index, the default one (settings.index_dir) is used, built from settings.corpus_dir
-    on first use. `history` is the conversation so far as {"role", "content"} dicts; hand back each
-    answer's resolved_question as the user's turn to keep chains of follow-ups resolved. `on_token`
-    receives the LLM's text as it streams (generative answers only).
+    What is searched: `index` (an Index, or a Selection of knowledge bases), else the knowledge bases named by
+    `kb` ("hr", or ["hr", "eng"]: one ranking across them; every citation names its KB), else the default KB
+    (settings.index_dir, built from settings.corpus_dir on first use). `settings` (default: the environment's, or
+    the index's own) decides everything about the query: k, mode, fusion, min_confidence and the LLM; `k` and
+    `mode` override it. `history` is the conversation so far as {"role", "content"} dicts; hand back each
+    answer's resolved_question as the user's turn to keep chains of follow-ups resolved. `on_token` receives the
+    LLM's text as it streams (generative answers only).
     """
     if not question or not question.strip():
         raise RagError("the question is empty; ask something about your documents")
     if index is None:
-        index = default_index(settings)
+        settings = settings or Settings.from_env()
+        index = Library.open(settings).select(kb)
+    elif kb is not None:
+        raise RagError("pass either index= or kb=, not both")
     settings = settings or index.settings
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -34,7 +43,7 @@ def ask(question: str, index: Index | None = None, history=None, settings: Setti
     query_vector, question_tokens = index.embed_question(resolved)
     timings["embed"] = time.perf_counter() - t
     t = time.perf_counter()
-    hits = index.search(resolved, k, mode, query_vector=query_vector)
+    hits = index.search(resolved, k, mode, query_vector=query_vector, settings=settings)
     timings["search"] = time.perf_counter() - t
     t = time.perf_counter()
     # the decision is made on the passages, whoever writes the answer
@@ -57,6 +66,9 @@ def ask(question: str, index: Index | None = None, history=None, settings: Setti
             except LLMError as e:
                 answer.note = f"answered extractively: the language model failed ({e})"
             timings["generate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    locate(answer, index.store_of, settings.pdf_passwords)  # the citations' boxes on their PDF pages and scans
+    timings["locate"] = time.perf_counter() - t
     answer.timings = {**timings, "total": sum(timings.values())}
     answer.resolved_question = resolved
     return answer

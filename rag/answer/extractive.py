@@ -56,7 +56,7 @@ def candidate_sentences(hits: list[Hit]) -> list[Candidate]:
     seen, out = set(), []
     for p, hit in enumerate(hits):
         for (a, b), vector in zip(hit.sentences, hit.sentence_vectors):
-            key = (hit.source, hit.doc_id, hit.page, a, b)
+            key = (hit.kb, hit.source, hit.doc_id, hit.page, a, b)
             text = hit.text[a - hit.start:b - hit.start]
             if key in seen or is_instruction(text) or markup_share(text) >= MAX_MARKUP or is_heading(text):
                 continue
@@ -120,8 +120,8 @@ def extract(question: str, resolved: str, hits: list[Hit], query_vector, tuning:
     for n, (i, p) in enumerate(zip(chosen, probability), 1):
         c = candidates[i]
         hit = hits[c.passage]
-        citations.append(Citation(n=n, source=hit.source, doc_id=hit.doc_id, page=hit.page, start=c.start, end=c.end,
-                                  text=c.text, score=round(float(p), 4), passage=c.passage, ocr=hit.ocr))
+        citations.append(Citation.in_passage(hit, n=n, passage=c.passage, start=c.start, end=c.end, text=c.text,
+                                             score=round(float(p), 4)))
         sentences.append(Sentence(text=f"{c.text} [{n}]", citations=[n]))
     return Answer(question=question, text=" ".join(s.text for s in sentences), abstained=False, citations=citations,
                   passages=hits, sentences=sentences, confidence=confidence)

@@ -194,9 +194,8 @@ def verify_parsed(parsed, hits, embedder, keep_unsupported: bool = False) -> Ver
         if key not in by_span:
             hit = hits[w.passage]
             n = len(citations) + 1
-            citations.append(Citation(n=n, source=hit.source, doc_id=hit.doc_id, page=hit.page, start=w.start,
-                                      end=w.end, text=w.text, score=round(float(score), 4), passage=w.passage,
-                                      ocr=hit.ocr))
+            citations.append(Citation.in_passage(hit, n=n, passage=w.passage, start=w.start, end=w.end, text=w.text,
+                                                 score=round(float(score), 4)))
             by_span[key] = n
         return by_span[key]
 

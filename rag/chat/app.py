@@ -1,8 +1,11 @@
-"""The chat's state and handlers: one Index, one writer at a time, any number of readers.
+"""The chat's state and handlers: the knowledge bases, one writer per KB, any number of readers.
 
-Shared state is only what must be shared: the settings, the open Index (safe for concurrent
-searches while one writer adds files) and the progress of the one indexing job at a time. Each
-browser session keeps its own conversation in a gr.State; every request builds new values.
+Shared state is only what must be shared: the settings, the Library (its indexes are safe for concurrent searches
+while one writer adds files), Access, and the progress of the indexing job running. Each browser session keeps its
+own conversation in a gr.State (history.py keeps each answer in library.sqlite); every request builds new values.
+Every handler takes the login name gradio resolved for the request (None without logins) and asks Access, as it
+stands now, what that user may read and add: a grant or revoke applies at the next request, and a KB the user may
+not read is never named to them.
 """
 
 from __future__ import annotations
@@ -18,28 +21,29 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import quote
 
+from ..access import Access, Principal
 from ..answer import ask
 from ..config import MODES
 from ..errors import AccessError, RagError
-from ..index import Index
-from .access import Access
+from ..kb import DEFAULT_KB, Library
 from .render import (SPIN, esc, format_progress, history_for, render_chat, render_panel, render_report,
                      render_status)
 from .uploads import MAX_UPLOAD_MB, check_upload, inside, restore, safe_filename
 
 MAX_K = 20  # passages a question may ask for: the slider's end, and the handler's clamp
+NOT_LOGGED_IN = "your login is no longer valid: log in again (Log out, then log in)"
 
 
 class Job:
-    """Progress of the current indexing job, shared by every page that shows it."""
+    """Progress of the indexing job running (one KB at a time), shown to those who may read that KB."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._state = {"running": False, "stage": "", "done": 0, "total": 0, "label": ""}
+        self._state = {"running": False, "kb": "", "stage": "", "done": 0, "total": 0, "label": ""}
 
-    def start(self, label: str):
+    def start(self, kb: str, label: str):
         with self._lock:
-            self._state = {"running": True, "stage": "starting", "done": 0, "total": 0, "label": label}
+            self._state = {"running": True, "kb": kb, "stage": "starting", "done": 0, "total": 0, "label": label}
 
     def update(self, stage: str, done: int, total: int):
         with self._lock:
@@ -55,50 +59,51 @@ class Job:
 
 
 class ChatApp:
-    def __init__(self, settings, max_upload_mb: float = MAX_UPLOAD_MB, access: Access | None = None):
+    def __init__(self, settings, library: Library, access: Access, max_upload_mb: float = MAX_UPLOAD_MB):
         self.settings = settings
-        self.access = access or Access.from_settings(settings)
-        self.corpus_dir = Path(settings.corpus_dir).resolve()
-        self.index_dir = Path(settings.index_dir)
+        self.library = library
+        self.access = access
         self.max_upload_bytes = int(max_upload_mb * 1024 * 1024)
-        self.index = None
-        self.open_error = ""
-        self.opened = threading.Event()  # the Index is open (or failed to open)
-        self.first_sync = threading.Event()  # the start-up pass over the corpus is over
-        self.write_lock = threading.Lock()  # one writer at a time; readers never wait for it
+        self.errors: dict[str, str] = {}  # KB -> why its index could not be opened or built
+        self.started = threading.Event()  # the start-up pass over every KB's corpus is over
+        self._writers: dict[str, threading.Lock] = {}  # one writer per KB; readers never wait for it
+        self._writers_lock = threading.Lock()
         self.job = Job()
-        self._started = False
+        self._start_lock = threading.Lock()
+        self._starting = False
 
-    # ---- start-up: open the index, then bring it up to date with the corpus folder ----
+    # ---- start-up: bring every KB's index up to date with its corpus folder ----
     def start(self):
-        if self._started:
-            return
-        self._started = True
+        with self._start_lock:
+            if self._starting:
+                return
+            self._starting = True
         threading.Thread(target=self._startup, name="rag-startup", daemon=True).start()
 
     def _startup(self):
-        self.job.start("opening the index")
         try:
-            self.corpus_dir.mkdir(parents=True, exist_ok=True)
-            self.index = Index.open(self.index_dir, settings=self.settings, create=True, upgrade=True)
-        except RagError as e:
-            self.open_error = str(e)
-        except Exception as e:  # noqa: BLE001 - the page must say why, not hang
-            self.open_error = f"cannot open the index: {type(e).__name__}: {e}"
+            for kb in self.library.names():
+                try:
+                    self.library.get(kb).corpus_dir.mkdir(parents=True, exist_ok=True)
+                    self.run_index_job(kb, "building the index")
+                except RagError as e:
+                    self.errors[kb] = str(e)
+                except Exception as e:  # noqa: BLE001 - the page must say why, not hang
+                    self.errors[kb] = f"cannot index it: {type(e).__name__}: {e}"
+                    print(f"indexing the knowledge base {kb} failed: {e}", file=sys.stderr)
         finally:
-            self.job.finish()
-            self.opened.set()
-        if self.index is not None:
-            try:
-                self.run_index_job([self.corpus_dir], "building the index")
-            except Exception as e:  # noqa: BLE001
-                print(f"indexing {self.corpus_dir} failed: {e}", file=sys.stderr)
-        self.first_sync.set()
+            self.started.set()
 
-    def run_index_job(self, paths, label: str):
-        """index.add under the writer lock, with progress into the shared Job."""
-        with self.write_lock:
-            self.job.start(label)
+    def writer(self, kb: str) -> threading.Lock:
+        with self._writers_lock:
+            return self._writers.setdefault(kb, threading.Lock())
+
+    def run_index_job(self, kb: str, label: str, paths=None):
+        """index.add of the KB's corpus folder (or `paths`) under its writer lock, with progress into the Job."""
+        with self.writer(kb):
+            index = self.library.index(kb, build=False)
+            self.errors.pop(kb, None)
+            self.job.start(kb, label)
             last_print = [0.0]
 
             def progress(stage, done, total):
@@ -106,93 +111,115 @@ class ChatApp:
                 now = time.monotonic()
                 if now - last_print[0] > 2 or done == total:
                     last_print[0] = now
-                    print(f"  {label}: {stage} {done}/{total}", file=sys.stderr, flush=True)
+                    print(f"  {kb}: {label}: {stage} {done}/{total}", file=sys.stderr, flush=True)
 
             try:
-                return self.index.add([str(p) for p in paths], progress=progress)
+                return index.add([str(p) for p in paths or [self.library.get(kb).corpus_dir]], progress=progress)
             finally:
                 self.job.finish()
 
-    def status(self) -> dict | None:
-        if self.index is None:
+    # ---- who may see what ----
+    def who(self, user: str | None) -> Principal | None:
+        return self.access.principal(user)
+
+    def readable(self, who: Principal | None) -> list[str]:
+        return self.access.readable(who, self.library.names())
+
+    def addable(self, who: Principal | None) -> list[str]:
+        return self.access.addable(who, self.library.names())
+
+    def default_kbs(self, who: Principal | None) -> list[str]:
+        """What a new page searches: the settings' KBs (else default) the user may read, else their first one."""
+        readable = self.readable(who)
+        wanted = [kb for kb in (self.settings.kbs or [DEFAULT_KB]) if kb in readable]
+        return wanted or readable[:1]
+
+    def chosen(self, who: Principal | None, kbs) -> list[str]:
+        """The KBs a request asks for, as far as the user may read them (none chosen: their default ones)."""
+        kbs = [kbs] if isinstance(kbs, str) else list(kbs or [])
+        return self.access.readable(who, kbs) if kbs else self.default_kbs(who)
+
+    def statuses(self, who: Principal | None) -> dict[str, dict | None]:
+        out = {}
+        for kb in self.readable(who):
+            try:
+                status = self.library.index(kb, build=False).status()
+                # a failed upload is taken back out of the corpus: its old failure is no longer news
+                status["failed"] = [f for f in status.get("failed") or [] if Path(str(f.get("path", ""))).exists()]
+            except Exception:  # noqa: BLE001 - the status line must never break the page
+                status = None
+            out[kb] = status
+        return out
+
+    def status_html(self, user: str | None) -> str:
+        who = self.who(user)
+        return render_status(self.statuses(who), self.job.snapshot(), {k: v for k, v in self.errors.items()
+                                                                        if self.access.may_read(who, k)})
+
+    def file_url(self, kb: str, source: str, page=None) -> str | None:
+        """A link that serves an indexed file (the files route checks who asks), for files inside a KB's corpus."""
+        if not source or not kb:
             return None
         try:
-            status = self.index.status()
-        except Exception:  # noqa: BLE001 - the status line must never break the page
+            folder = self.library.get(kb).corpus_dir
+        except RagError:
             return None
-        # a failed upload is taken back out of the corpus: its old failure is no longer news
-        status["failed"] = [f for f in status.get("failed") or [] if Path(str(f.get("path", ""))).exists()]
-        return status
-
-    def status_html(self) -> str:
-        return render_status(self.status(), self.job.snapshot(), self.open_error)
-
-    def file_url(self, source: str, page=None) -> str | None:
-        """A link that serves an indexed file, only for files inside the corpus folder."""
-        if not source:
+        path = folder / source
+        if not inside(path, folder) or not path.is_file():
             return None
-        path = self.corpus_dir / source
-        if not inside(path, self.corpus_dir) or not path.is_file():
-            return None
-        url = "gradio_api/file=" + quote(str(path.resolve()))
-        if page:
-            url += f"#page={int(page)}"
-        return url
+        return f"files/{quote(kb)}/{quote(source)}" + (f"#page={int(page)}" if page else "")
 
     @staticmethod
     def _choices(k, mode) -> dict:
         """ask()'s k and mode from the page's settings; empty or unknown values keep the defaults."""
         return {"k": max(1, min(MAX_K, int(k))) if k else None, "mode": mode if mode in MODES else None}
 
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        """Block until the index is open and, if it started empty, built once."""
-        if not self.opened.wait(timeout):
-            return False
-        if self.index is None:
-            return True
-        status = self.status() or {}
-        if status.get("documents", 0) == 0:
-            return self.first_sync.wait(timeout)
-        return True
+    def _ask(self, question: str, kbs: list[str], history=None, on_token=None, k=None, mode=None) -> dict:
+        selection = self.library.select(kbs, build=False)  # start-up, uploads and re-index build them
+        return ask(question, index=selection, history=history, settings=self.settings, on_token=on_token,
+                   **self._choices(k, mode)).to_dict()
+
+    def _waiting_for(self, kbs: list[str]) -> str | None:
+        """While start-up still builds a chosen KB that has nothing indexed yet: what to show meanwhile."""
+        if self.started.is_set():
+            return None
+        for kb in kbs:
+            try:
+                if self.library.index(kb, build=False).store.counts()["chunks"] == 0:
+                    return f"Waiting for the index ({format_progress(self.job.snapshot())})"
+            except RagError:
+                continue
+        return None
 
     # ---- the chat: a generator, so the page shows progress and then the answer ----
-    def chat(self, question: str, turns: list[dict], k, mode):
+    def chat(self, question: str, turns: list[dict], k, mode, kbs=None, user: str | None = None):
         question = (question or "").strip()
         turns = list(turns or [])
+        who = self.who(user)
+        chosen = self.chosen(who, kbs)
+        panel = render_panel(turns, self.file_url)
         if not question:
-            yield render_chat(turns), render_panel(turns, self.file_url), turns, ""
+            yield render_chat(turns), panel, turns, ""
             return
-        history = history_for(turns)
         pending = {"question": question, "pending": "Searching the documents…"}
-        work = turns + [pending]
-        yield render_chat(work), render_panel(turns, self.file_url), work, ""
-
-        waited = False
-        while not self.wait_ready(timeout=0.5):
-            waited = True
-            pending = {**pending, "pending": f"Waiting for the index ({format_progress(self.job.snapshot())})"}
-            work = turns + [pending]
-            yield render_chat(work), render_panel(turns, self.file_url), work, ""
-        if waited:
-            work = turns + [{"question": question, "pending": "Searching the documents…"}]
-            yield render_chat(work), render_panel(turns, self.file_url), work, ""
-        if self.index is None:
-            work = turns + [{"question": question, "error": self.open_error or "the index could not be opened"}]
-            yield render_chat(work), render_panel(turns, self.file_url), work, ""
+        yield render_chat(turns + [pending]), panel, turns + [pending], ""
+        problem = (NOT_LOGGED_IN if who is None else
+                   "choose a knowledge base you may read (the picker above the chat)" if not chosen else None)
+        if problem:
+            done = turns + [{"question": question, "error": problem}]
+            yield render_chat(done), panel, done, ""
             return
+        while (waiting := self._waiting_for(chosen)) is not None:
+            work = turns + [{**pending, "pending": waiting}]
+            yield render_chat(work), panel, work, ""
+            self.started.wait(timeout=0.5)
 
         tokens: queue.Queue = queue.Queue()
         result: dict = {}
 
         def run():
             try:
-                result["answer"] = ask(
-                    question,
-                    index=self.index,
-                    history=history,
-                    on_token=tokens.put,
-                    **self._choices(k, mode),
-                )
+                result["answer"] = self._ask(question, chosen, history_for(turns), tokens.put, k, mode)
             except RagError as e:
                 result["error"] = str(e)
             except Exception as e:  # noqa: BLE001 - report, never leave the page frozen
@@ -212,29 +239,34 @@ class ChatApp:
             if got:
                 streamed += "".join(str(t) for t in got)
                 work = turns + [{"question": question, "pending": streamed + " ▌"}]
-                yield render_chat(work), render_panel(turns, self.file_url), work, ""
+                yield render_chat(work), panel, work, ""
         if "answer" in result:
-            done = turns + [{"question": question, "answer": result["answer"].to_dict()}]
+            done = turns + [{"question": question, "answer": result["answer"]}]
         else:
             done = turns + [{"question": question, "error": result.get("error", "no answer")}]
         yield render_chat(done), render_panel(done, self.file_url), done, ""
 
     # ---- the API: the same answer as the window, as Answer.to_dict() ----
-    def api_ask(self, question: str, k: int = 0, mode: str = "") -> dict:
+    def api_ask(self, question: str, k: int = 0, mode: str = "", kbs=None, user: str | None = None) -> dict:
         if not (question or "").strip():
             raise ValueError("question is empty")
-        self.wait_ready()
-        if self.index is None:
-            raise RagError(self.open_error or "the index could not be opened")
-        return ask(question.strip(), index=self.index, **self._choices(k, mode)).to_dict()
+        who = self.who(user)
+        if who is None:
+            raise AccessError(NOT_LOGGED_IN)
+        chosen = self.chosen(who, kbs)
+        if not chosen:
+            raise RagError("no knowledge base you may read was named; GET /v1/kbs lists yours")
+        self.started.wait()
+        return self._ask(question.strip(), chosen, k=k, mode=mode)
 
     # ---- uploads and re-indexing: generators yielding (report html, status html) ----
-    def _require_add(self, user: str | None, action: str):
+    def _require_add(self, user: str | None, kb: str, action: str) -> None:
         """Refused server-side whatever the page showed: the user comes from the login, not the request body."""
         try:
-            self.access.require_add(user)
-        except AccessError:
-            print(f"refused: {action} by {user or 'a user without login'}", file=sys.stderr, flush=True)
+            self.access.require_add(self.who(user), kb)
+        except RagError:
+            print(f"refused: {action} into a knowledge base by {user or 'a user without login'}", file=sys.stderr,
+                  flush=True)
             raise
 
     def _watch(self, work: Callable, label: str):
@@ -256,17 +288,14 @@ class ChatApp:
             yield None, text
         yield box, ""
 
-    def upload(self, files, user: str | None = None):
-        self._require_add(user, "upload")
+    def upload(self, files, kb: str, user: str | None = None):
+        self._require_add(user, kb, "upload")
         files = files if isinstance(files, list) else ([files] if files else [])
         if not files:
-            yield "<p>No file received.</p>", self.status_html()
+            yield "<p>No file received.</p>", self.status_html(user)
             return
-        yield f'<p>{SPIN} Received {len(files)} file(s)…</p>', self.status_html()
-        if not self.opened.wait(timeout=None) or self.index is None:
-            yield render_report(None, [self.open_error or "the index is not open"]), self.status_html()
-            return
-        rejected, accepted, notes = [], [], []  # accepted: (dest, backup or None, name)
+        yield f'<p>{SPIN} Received {len(files)} file(s)…</p>', self.status_html(user)
+        rejected, accepted, notes = [], [], []  # accepted: (source path, name)
         staging = Path(tempfile.mkdtemp(prefix="rag-upload-"))
         try:
             for f in files:
@@ -281,40 +310,41 @@ class ChatApp:
                     continue
                 accepted.append((Path(src), name))
             if not accepted:
-                yield render_report(None, rejected=rejected), self.status_html()
+                yield render_report(None, rejected=rejected), self.status_html(user)
                 return
             box = None
-            for box, text in self._watch(lambda: self._store_and_index(accepted, staging, notes), "upload"):
+            for box, text in self._watch(lambda: self._store_and_index(kb, accepted, staging, notes), "upload"):
                 if box is None:
-                    yield f"<p>{SPIN} {esc(text)}</p>", self.status_html()
+                    yield f"<p>{SPIN} {esc(text)}</p>", self.status_html(user)
             if "error" in box:
                 notes.append(f"indexing failed: {box['error']}; the index keeps its last good state")
-                yield render_report(None, notes, rejected), self.status_html()
+                yield render_report(None, notes, rejected), self.status_html(user)
             else:
-                yield render_report(box["value"], notes, rejected), self.status_html()
+                yield render_report(box["value"], notes, rejected), self.status_html(user)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _store_and_index(self, accepted, staging: Path, notes: list[str]):
-        """Copy uploads into the corpus, index them, and take back those that could not be read."""
-        with self.write_lock:
+    def _store_and_index(self, kb: str, accepted, staging: Path, notes: list[str]):
+        """Copy uploads into the KB's corpus, index them, and take back those that could not be read."""
+        corpus = self.library.get(kb).corpus_dir
+        with self.writer(kb):
             placed = []  # (dest, backup or None)
             for src, name in accepted:
-                dest = self.corpus_dir / name
-                if not inside(dest, self.corpus_dir):
+                dest = corpus / name
+                if not inside(dest, corpus):
                     continue
                 backup = None
                 if dest.exists():
                     backup = staging / (name + ".previous")
                     shutil.copy2(dest, backup)
                     notes.append(f"{name} replaced the file of the same name")
-                tmp = self.corpus_dir / f".{name}.uploading"
+                tmp = corpus / f".{name}.uploading"
                 shutil.copyfile(src, tmp)
                 os.replace(tmp, dest)
                 placed.append((dest, backup))
-            self.job.start("indexing uploads")
+            self.job.start(kb, "indexing uploads")
             try:
-                report = self.index.add([str(d) for d, _ in placed], progress=self.job.update)
+                report = self.library.index(kb, build=False).add([str(d) for d, _ in placed], progress=self.job.update)
             except BaseException:
                 for dest, backup in placed:
                     restore(dest, backup)
@@ -325,30 +355,25 @@ class ChatApp:
             for dest, backup in placed:
                 if str(dest.resolve()) in whole_file_failures:
                     restore(dest, backup)
-                    notes.append(
-                        f"{dest.name} was not kept in the corpus"
-                        + (" (the previous version is back)" if backup else "")
-                    )
+                    notes.append(f"{dest.name} was not kept in the corpus"
+                                 + (" (the previous version is back)" if backup else ""))
             return report
 
-    def reindex(self, user: str | None = None):
-        self._require_add(user, "re-index")
-        if not self.opened.wait(timeout=None) or self.index is None:
-            yield render_report(None, [self.open_error or "the index is not open"]), self.status_html()
-            return
-        yield f"<p>{SPIN} Re-indexing the corpus folder…</p>", self.status_html()
+    def reindex(self, kb: str, user: str | None = None):
+        self._require_add(user, kb, "re-index")
+        yield f"<p>{SPIN} Re-indexing the corpus folder…</p>", self.status_html(user)
         box = None
-        for box, text in self._watch(lambda: self.run_index_job([self.corpus_dir], "re-indexing"), "re-index"):
+        for box, text in self._watch(lambda: self.run_index_job(kb, "re-indexing"), "re-index"):
             if box is None:
-                yield f"<p>{SPIN} {esc(text)}</p>", self.status_html()
+                yield f"<p>{SPIN} {esc(text)}</p>", self.status_html(user)
         if "error" in box:
-            yield render_report(None, [f"re-indexing failed: {box['error']}"]), self.status_html()
+            yield render_report(None, [f"re-indexing failed: {box['error']}"]), self.status_html(user)
         else:
-            yield render_report(box["value"]), self.status_html()
+            yield render_report(box["value"]), self.status_html(user)
 
-    def watch_status(self):
+    def watch_status(self, user: str | None):
         """On page load: follow the start-up indexing until it is over, then show the status."""
-        while not (self.opened.is_set() and self.first_sync.is_set()):
-            yield self.status_html()
-            time.sleep(0.5)
-        yield self.status_html()
+        while not self.started.is_set():
+            yield self.status_html(user)
+            self.started.wait(timeout=0.5)
+        yield self.status_html(user)

@@ -10,7 +10,9 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from ..model import LOW_CONFIDENCE
+from ..load import skipped_summary
+from ..model import LOW_CONFIDENCE, WITHHELD
+from ..pages.view import view_query
 
 MARKER = re.compile(r"\[(\d+)\]")
 SPIN = '<span class="rag-spin"></span>'  # a CSS spinner: emoji need fonts a server may lack
@@ -67,8 +69,11 @@ def split_highlight(passage_text: str, passage_start: int, start: int, end: int,
     return None
 
 
-def location(source: str, page, start=None, end=None, ocr: bool = False) -> str:
-    parts = [f'<span class="rag-file">{esc(source)}</span>']
+def location(item: dict) -> str:
+    """Where a citation or passage lies: its knowledge base, file, page, OCR mark and character range."""
+    source, page, start, end, ocr = (item.get(k) for k in ("source", "page", "start", "end", "ocr"))
+    parts = [f'<span class="rag-kb" title="knowledge base">{esc(item["kb"])}</span>'] if item.get("kb") else []
+    parts.append(f'<span class="rag-file">{esc(source or "?")}</span>')
     if page is not None:
         parts.append(f'<span class="rag-page">page {esc(page)}</span>')
     if ocr:  # quoted exactly as stored, but the stored text is what OCR read: it may misread
@@ -78,11 +83,24 @@ def location(source: str, page, start=None, end=None, ocr: bool = False) -> str:
     return " · ".join(parts)
 
 
-def open_link(file_url: Callable | None, source: str, page) -> str:
-    url = file_url(source, page) if file_url else None
+def open_link(file_url: Callable | None, item: dict) -> str:
+    """An "open" link to the file of a citation or passage: file_url(kb, source, page) gives its URL, or None."""
+    url = file_url(item.get("kb") or "", item.get("source") or "", item.get("page")) if file_url else None
     if not url:
         return ""
     return f' <a class="rag-open" href="{esc(url)}" target="_blank" rel="noopener">open</a>'
+
+
+def view_link(citations: list[dict], i: int) -> str:
+    """A link to the page view of citations[i] (/cite: the page with the cited lines highlighted, or the text with
+    the span), which chat.js opens in an overlay; the link carries every citation's span, for previous and next."""
+    c = citations[i]
+    if not c.get("kb") or not c.get("source"):
+        return ""
+    label, title = (("page", "the cited lines on the page") if c.get("page") is not None or c.get("ocr")
+                    else ("in context", "the cited sentence in its document"))
+    return (f' <a class="rag-view" href="cite?{esc(view_query(citations, i))}" target="_blank" rel="noopener" '
+            f'title="{title}">{label}</a>')
 
 
 def render_sources(answer: dict, prefix: str = "src-", file_url: Callable | None = None) -> str:
@@ -99,20 +117,28 @@ def render_sources(answer: dict, prefix: str = "src-", file_url: Callable | None
         if passages:
             parts.append(f"<h4>Closest related passages ({len(passages)})</h4>")
             for i, p in enumerate(passages, 1):
+                if p.get("withheld"):
+                    parts.append(f'<section class="rag-src rag-withheld" id="{prefix}rel-{i}"><header>'
+                                 f'<span class="rag-n">{i}.</span> {WITHHELD}</header></section>')
+                    continue
                 parts.append(
                     f'<section class="rag-src" id="{prefix}rel-{i}"><header>'
                     f'<span class="rag-n">{i}.</span> '
-                    f'{location(p.get("source", "?"), p.get("page"), p.get("start"), p.get("end"), p.get("ocr"))}'
+                    f'{location(p)}'
                     f'<span class="rag-score">score {float(p.get("score") or 0):.3f}</span>'
-                    f'{open_link(file_url, p.get("source", ""), p.get("page"))}</header>'
+                    f'{open_link(file_url, p)}</header>'
                     f'<p class="rag-passage">{esc(p.get("text", ""))}</p></section>'
                 )
         else:
             parts.append("<p>No passage in the index is related to the question.</p>")
         parts.append("</div>")
         return "".join(parts)
-    for c in citations:
+    for i, c in enumerate(citations):
         n = c.get("n")
+        if c.get("withheld"):  # into a KB the reader may no longer read: nothing of it is shown
+            parts.append(f'<section class="rag-src rag-withheld" id="{prefix}{esc(n)}"><header>'
+                         f'<span class="rag-n">[{esc(n)}]</span> {WITHHELD}</header></section>')
+            continue
         idx = c.get("passage", 0)
         p = passages[idx] if isinstance(idx, int) and 0 <= idx < len(passages) else None
         pieces = (
@@ -128,8 +154,8 @@ def render_sources(answer: dict, prefix: str = "src-", file_url: Callable | None
         parts.append(
             f'<section class="rag-src" id="{prefix}{esc(n)}"><header>'
             f'<span class="rag-n">[{esc(n)}]</span> '
-            f'{location(c.get("source", "?"), c.get("page"), c.get("start"), c.get("end"), c.get("ocr"))}'
-            f'{open_link(file_url, c.get("source", ""), c.get("page"))}</header>'
+            f'{location(c)}'
+            f'{open_link(file_url, c)}{view_link(citations, i)}</header>'
             f'<p class="rag-passage">{body}</p></section>'
         )
     return "".join(parts)
@@ -210,28 +236,34 @@ def human_size(n: int | float | None) -> str:
     return f"{n:.1f} GB"
 
 
-def render_status(status: dict | None, job: dict | None = None, error: str = "") -> str:
-    """The one-line index status, with the running job's progress if any."""
-    if error:
-        return f'<div class="rag-status rag-bad">Error: {esc(error)}</div>'
-    parts = []
-    if status is not None:
-        parts.append(
-            f"{_count(status.get('documents'), 'document')}"
-            + (f" in {_count(status['files'], 'file')}" if status.get("files") not in (None, status.get("documents")) else "")
-            + f" · {_count(status.get('chunks'), 'chunk')}"
-            f" · model <code>{esc(status.get('model', '?'))}</code>"
-            f" · {human_size(status.get('size_bytes'))}"
-        )
-        failed = status.get("failed") or []
-        if failed:
-            names = ", ".join(esc(Path(str(f.get("path", "?"))).name) for f in failed[:5])
-            parts.append(f'<span class="rag-bad">{len(failed)} file(s) failed: {names}</span>')
-    else:
-        parts.append("opening the index…")
-    if job and job.get("running"):
-        parts.append(f'<span class="rag-busy"><span class="rag-spin"></span> {esc(format_progress(job))}</span>')
-    return f'<div class="rag-status">{" · ".join(parts)}</div>'
+def render_status(statuses: dict[str, dict | None], job: dict | None = None, errors: dict[str, str] | None = None) -> str:
+    """One line per knowledge base the viewer may read (its name only when there are several), with the running
+    job's progress if it is one of theirs."""
+    lines = []
+    for kb, status in statuses.items():
+        parts = [f'<span class="rag-kb">{esc(kb)}</span>'] if len(statuses) > 1 else []
+        if (errors or {}).get(kb):
+            parts.append(f'<span class="rag-bad">Error: {esc(errors[kb])}</span>')
+        elif status is not None:
+            parts.append(
+                f"{_count(status.get('documents'), 'document')}"
+                + (f" in {_count(status['files'], 'file')}" if status.get("files") not in (None, status.get("documents")) else "")
+                + f" · {_count(status.get('chunks'), 'chunk')}"
+                f" · model <code>{esc(status.get('model', '?'))}</code>"
+                f" · {human_size(status.get('size_bytes'))}"
+            )
+            failed = status.get("failed") or []
+            if failed:
+                names = ", ".join(esc(Path(str(f.get("path", "?"))).name) for f in failed[:5])
+                parts.append(f'<span class="rag-bad">{len(failed)} file(s) failed: {names}</span>')
+        else:
+            parts.append("opening the index…")
+        if job and job.get("running") and job.get("kb") == kb:
+            parts.append(f'<span class="rag-busy"><span class="rag-spin"></span> {esc(format_progress(job))}</span>')
+        lines.append(" · ".join(parts))
+    if not lines:
+        lines.append("No knowledge base you may read: ask whoever runs this server to grant you one.")
+    return '<div class="rag-status">' + "<br>".join(lines) + "</div>"
 
 
 def _count(n, noun: str) -> str:
@@ -263,6 +295,8 @@ def render_report(report: Any, notes: list[str] | None = None, rejected: list[tu
             lines.append(f'<li class="rag-ok">✓ <b>{esc(name)}</b> indexed</li>')
         for name in getattr(report, "removed", []) or []:
             lines.append(f"<li>– <b>{esc(name)}</b> removed from the index (no longer in the corpus)</li>")
+        if getattr(report, "skipped", None):
+            lines.append(f"<li>– {esc(skipped_summary(report.skipped))}</li>")
         unchanged = getattr(report, "unchanged", 0) or 0
         embedded = getattr(report, "embedded", 0) or 0
         summary = []

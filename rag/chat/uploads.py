@@ -24,6 +24,12 @@ def safe_filename(name: str) -> str | None:
     return base[:200]
 
 
+def accepted_types(max_bytes: int) -> str:
+    """The line under the upload button: which files it takes."""
+    return (f'<p class="rag-accepted">Add documents of these types: {" ".join(SUFFIXES)} '
+            f"(up to {human_size(max_bytes)} each)</p>")
+
+
 def check_upload(path: str | Path, name: str, max_bytes: int) -> str | None:
     """Why an uploaded file cannot go into the corpus, or None when it may."""
     suffix = Path(name).suffix.lower()

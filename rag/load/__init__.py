@@ -16,13 +16,14 @@ from typing import Callable, Iterator, NamedTuple
 
 from ..errors import DocumentError
 from ..model import Document
-from . import docx, html, image, jsonl, pdf, text
+from . import csv, docx, epub, html, image, jsonl, mail, pdf, pptx, text, xlsx
 
-LOADERS = {suffix: module.load for module in (text, pdf, docx, html, image, jsonl) for suffix in module.SUFFIXES}
+MODULES = (text, pdf, docx, html, image, jsonl, xlsx, csv, pptx, epub, mail)  # each: SUFFIXES, KIND, FORMAT, load
+LOADERS = {suffix: module.load for module in MODULES for suffix in module.SUFFIXES}
 SUFFIXES = tuple(LOADERS)
 
-__all__ = ["LOADERS", "SUFFIXES", "Document", "Found", "LoadOptions", "file_hash", "find_files", "load_file",
-           "read_file"]
+__all__ = ["LOADERS", "SUFFIXES", "Document", "Found", "LoadOptions", "file_hash", "find_files", "format_table",
+           "load_file", "read_file", "skipped_summary", "unsupported"]
 
 
 @dataclass(kw_only=True)
@@ -41,7 +42,9 @@ class Found(NamedTuple):
 
 
 def find_files(paths) -> Found:
-    """Expand files and folders (recursively) into files to load; hidden files and folders are skipped.
+    """Expand files and folders (recursively) into files to load; hidden files and folders are skipped,
+    and so are files in a folder that no loader reads (counted: skipped_summary). A file named itself
+    that no loader reads is a failure.
 
     Only regular files (or links to one) are loaded: a FIFO, socket or device would block or never end,
     a symlink loop has no content. Those are reported as failures; the rest go on.
@@ -54,6 +57,8 @@ def find_files(paths) -> Found:
                 for name in sorted(filenames):
                     if not name.startswith("."):
                         _add(found, Path(dirpath) / name, p)
+        elif os.path.lexists(p) and p.suffix.lower() not in SUFFIXES:  # named, so meant to be read: a failure
+            found.failed.append(DocumentError(p, unsupported(p)))
         elif os.path.lexists(p):
             _add(found, p, p.parent)
         else:
@@ -70,6 +75,31 @@ def _add(found: Found, f: Path, root: Path) -> None:
         found.failed.append(DocumentError(f, why))
     else:
         found.files.append((f, root))
+
+
+def unsupported(path: Path) -> str:
+    suffix = Path(path).suffix.lower()
+    return f"unsupported file type {suffix or '(none)'}; the types read are {', '.join(SUFFIXES)}"
+
+
+def skipped_summary(paths) -> str:
+    """One line for the files of types no loader reads: "skipped 3 files of types .key, .numbers: not supported"."""
+    paths = list(paths)
+    if not paths:
+        return ""
+    types = sorted({Path(p).suffix.lower() or "(none)" for p in paths})
+    files = f"{len(paths)} file{'s' if len(paths) > 1 else ''}"
+    return f"skipped {files} of type{'s' if len(types) > 1 else ''} {', '.join(types)}: not supported"
+
+
+def format_table() -> str:
+    """The formats table of the README, made from the registry so that it cannot drift (a test compares;
+    `python -m rag.load README.md` rewrites it)."""
+    lines = ["| files | read by | what is stored and cited |", "|---|---|---|"]
+    for module in MODULES:
+        suffixes = " ".join(f"`{s}`" for s in module.SUFFIXES)
+        lines.append(f"| {suffixes} | {module.KIND} | {module.FORMAT.replace('|', chr(92) + '|')} |")
+    return "\n".join(lines)
 
 
 def not_regular(path: Path) -> str | None:
@@ -127,7 +157,7 @@ def load_file(path: Path, root: Path, options: LoadOptions | None = None, data: 
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in LOADERS:
-        raise DocumentError(path, f"unsupported file type {suffix or '(none)'}; use one of {', '.join(SUFFIXES)}")
+        raise DocumentError(path, unsupported(path))
     if data is None:
         data = read_file(path)
     if not data.strip():

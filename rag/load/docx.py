@@ -3,23 +3,25 @@
 The text we assemble is the Document's text, so offsets point into it as into a .txt file: blocks
 are separated by a blank line, the items of one list and the rows of one table by a newline; a list
 item starts with "- " or its number ("1. ", counted per list and level as Word does, whatever the
-list's own numbering style), indented two spaces a level; a table row is its cells joined by " | ". Headers,
-footers, footnotes, comments and text boxes are left out.
+list's own numbering style), indented two spaces a level; a table row is one line carrying its column
+names with its values (rag/load/table.py; the rows Word marks as header rows name the columns, else the
+first row when it looks like names). Headers, footers, footnotes, comments and text boxes are left out.
 """
 
 from __future__ import annotations
 
 import io
-import re
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from ..errors import DocumentError
 from ..model import Document
+from .table import Layout
 
 SUFFIXES = (".docx",)
-
-_SPACE = re.compile(r"\s+")
+KIND = "Word (python-docx)"
+FORMAT = ('paragraphs, headings, list items as `- ` / `1. ` lines and tables as rows carrying their column '
+          'names, in reading order; headers and footers left out')
 
 
 def load(path: Path, source: str, data: bytes, options) -> Iterator[Document]:
@@ -36,34 +38,49 @@ def load(path: Path, source: str, data: bytes, options) -> Iterator[Document]:
         title = (document.core_properties.title or "").strip()
     except Exception as e:  # python-docx and lxml raise many kinds on broken packages
         raise DocumentError(path, f"not a readable .docx file ({type(e).__name__}: {e})") from None
-    text, last = [], None
-    for group, line in blocks:
-        if text:
-            text.append("\n" if group is not None and group == last else "\n\n")
-        text.append(line)
+    layout, last = Layout(), None
+    for group, block in blocks:
+        if isinstance(block, _Table):
+            layout.table(block.rows, block.header)
+        else:
+            layout.add(block, "\n" if group is not None and group == last else "\n\n")
         last = group
-    if not text:
+    if not layout.parts:
         raise DocumentError(path, "no text in the document body (headers and footers are not read)")
-    yield Document(source=source, doc_id=source, text="".join(text), title=title)
+    yield Document(source=source, doc_id=source, text=layout.text, title=title, rows=layout.rows)
 
 
-def _blocks(document) -> Iterator[tuple[object, str]]:
-    """(group, line) in body order; consecutive lines of one group (a list, a table) share a block."""
+class _Table(NamedTuple):
+    rows: list[list[str | None]]  # None: covered by the merged cell on its left
+    header: int | None  # rows Word marks as repeated header rows; None when none is marked
+
+
+def _table(table) -> _Table:
+    rows = []
+    for row in table.rows:
+        cells: list[str | None] = []
+        previous = None
+        for cell in row.cells:  # a merged cell comes back once per grid column it spans
+            cells.append(None if cell._tc is previous else cell.text)
+            previous = cell._tc
+        rows.append(cells)
+    marked = 0
+    for row in table.rows:
+        if not row._tr.xpath("./w:trPr/w:tblHeader[not(@w:val) or @w:val!='0' and @w:val!='false']"):
+            break
+        marked += 1
+    return _Table(rows, marked or None)
+
+
+def _blocks(document) -> Iterator[tuple[object, "str | _Table"]]:
+    """(group, line or table) in body order; consecutive lines of one group (a list) share a block."""
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
     counters: dict[tuple[str, int], int] = {}
     for element in _body_elements(document.element.body):
         if element.tag.endswith("}tbl"):
-            table = Table(element, document._body)
-            for row in table.rows:
-                cells = []
-                for cell in row.cells:  # a merged cell comes back once per grid column it spans
-                    if not cells or cell._tc is not cells[-1]._tc:
-                        cells.append(cell)
-                line = " | ".join(_SPACE.sub(" ", c.text).strip() for c in cells)
-                if line.replace("|", "").strip():
-                    yield table, line
+            yield None, _table(Table(element, document._body))
             continue
         paragraph = Paragraph(element, document._body)
         line = paragraph.text.strip()

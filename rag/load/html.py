@@ -18,6 +18,10 @@ from ..errors import DocumentError
 from ..model import Document
 
 SUFFIXES = (".html", ".htm")
+KIND = "Web pages (BeautifulSoup, lxml)"
+FORMAT = ("the visible text of `<main>`, else the `<article>`s, else `<body>`; scripts, styles, navigation, "
+          "headers, footers, asides, hidden elements and comments left out; blocks become lines and paragraphs; "
+          "charset from the BOM, `<meta charset>` or http-equiv, else UTF-8 or windows-1252; `<title>` is the title")
 
 DROP = {"script", "style", "nav", "footer", "header", "aside", "noscript", "template", "head",
         "svg", "iframe", "object", "canvas"}  # the last four draw or embed; their text is not the page's

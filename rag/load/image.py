@@ -16,6 +16,8 @@ from ..model import Document
 from . import ocr
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+KIND = "Images (Tesseract OCR)"
+FORMAT = "the text OCR reads; a multi-page TIFF gives one document per page"
 
 
 def load(path: Path, source: str, data: bytes, options) -> Iterator[Document | DocumentError]:
@@ -40,13 +42,14 @@ def load(path: Path, source: str, data: bytes, options) -> Iterator[Document | D
         try:
             frame.load()
             fitted = _fit(frame)
-            read = None if ocr.is_blank(fitted) else ocr.read_image(
-                fitted, language=options.ocr_language, dpi=_dpi(frame, fitted.width))
+            dpi = _dpi(frame, fitted.width)
+            read = None if ocr.is_blank(fitted) else ocr.read_image(fitted, language=options.ocr_language, dpi=dpi)
         except (OSError, ValueError) as e:  # a truncated frame, or tesseract failing on it
             failures.append(f"{where}cannot read it ({e})")
         else:
             if read is not None and read.has_text:
-                docs.append(Document(source=source, doc_id=source, text=read.text, page=page, ocr=True))
+                docs.append(Document(source=source, doc_id=source, text=read.text, page=page, ocr=True,
+                                     words=read.placed(fitted.size, dpi)))
         progress(number, frames)
     if not docs:
         raise DocumentError(path, failures[0] if len(failures) == frames else

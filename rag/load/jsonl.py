@@ -15,6 +15,9 @@ from ..model import Document
 from .text import decode
 
 SUFFIXES = (".jsonl",)
+KIND = "JSON Lines"
+FORMAT = ('one record a line, `{"_id" or "id", "title"?, "text"}` (the BEIR layout), each record a document; a '
+          'bad line is reported by number')
 
 
 def load(path: Path, source: str, data: bytes, options) -> Iterator[Document | DocumentError]:

@@ -17,6 +17,8 @@ import subprocess
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from ..model import PageWords
+
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "needs OCR: install tesseract-ocr (apt-get install tesseract-ocr tesseract-ocr-eng)"
@@ -44,6 +46,12 @@ class OcrPage:
         """Drawings and noise come out as a few low-confidence marks; a page of text has confident words."""
         return any(w.confidence >= MIN_CONFIDENCE and any(c.isalnum() for c in self.text[w.start:w.end])
                    for w in self.words)
+
+    def placed(self, size: tuple[int, int], dpi: int | None) -> PageWords:
+        """The words' boxes in points for an image of `size` pixels read at `dpi` (pixels when unknown)."""
+        k = 72 / dpi if dpi else 1.0
+        boxes = [(x * k, y * k, (x + w) * k, (y + h) * k) for x, y, w, h in (word.box for word in self.words)]
+        return PageWords(width=size[0] * k, height=size[1] * k, boxes=boxes)
 
 
 def unavailable(enabled: bool, language: str) -> str | None:

@@ -1,5 +1,8 @@
 """PDF: one Document per page (1-based page numbers), text by pypdf, or by OCR where a page has none.
 
+Tables on text pages (found by pdfplumber: rag/load/pdf_tables.py) replace their cells in pypdf's text
+by rows that carry their column names; the rest of the page's text is pypdf's.
+
 Encrypted files open with the empty password or a given one; broken cross-reference tables are
 repaired. A page without a text layer (a scan) or whose text comes out garbled (a font without a
 Unicode map) is rendered by pdfium and read by Tesseract (rag/load/ocr.py); its Document says ocr=True.
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import threading
 import unicodedata
 from pathlib import Path
@@ -18,8 +22,14 @@ from typing import Iterator, NamedTuple
 from ..errors import DocumentError
 from ..model import Document
 from . import ocr
+from .pdf_tables import PageTables
 
 SUFFIXES = (".pdf",)
+KIND = "PDF (pypdf, pdfplumber)"
+FORMAT = ('one document per page (1-based page numbers), text by pypdf; tables found by pdfplumber are stored '
+          'as rows carrying their column names, in place of their cells; encrypted PDFs open with an empty or '
+          'given password; a page without a text layer, or whose text comes out garbled (a font without a '
+          'Unicode map), is read by OCR')
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +47,17 @@ def clean_pdf_text(text: str) -> str:
 
 
 GARBLED_SHARE = 0.05  # of a page's characters unassigned or private-use: no real text has that many
+# what pypdf logs when it cannot parse part of a page (its resources, its content stream): a page that comes
+# out empty or garbled with such a note is damaged, and is reported so, not taken for a blank page
+_DAMAGE = re.compile(r"error|invalid|corrupt|decompress|unexpected", re.IGNORECASE)
 
 
 def garbled_share(text: str) -> float:
-    """How much of the text is unassigned or private-use code points: what a font without a Unicode
-    map gives (glyph ids read as characters). Text in any real script has next to none."""
+    """How much of the text is unassigned or private-use code points, or U+FFFD: what a font without a
+    Unicode map gives (glyph ids read as characters), or one pypdf could not load. Text in any real
+    script has next to none."""
     chars = [c for c in text if not c.isspace()]
-    bad = sum(unicodedata.category(c) in ("Cn", "Co", "Cs") for c in chars)
+    bad = sum(c == "\ufffd" or unicodedata.category(c) in ("Cn", "Co", "Cs") for c in chars)
     return bad / len(chars) if chars else 0.0
 
 
@@ -55,8 +69,8 @@ class _PypdfLog(logging.Handler):
     def emit(self, record):
         notes = getattr(self.local, "notes", None)
         message = record.getMessage()
-        if notes is not None and len(notes) < 50:
-            notes.append(message)
+        if notes is not None and len(notes) < 1000:
+            notes.append(message[:300])
         log.debug("pypdf: %s", message)
 
 
@@ -102,7 +116,7 @@ class _Scan(NamedTuple):
     """A page without a usable text layer: OCR's to read."""
 
     number: int
-    garbled: str  # why its text layer is unusable; "" when it has none
+    why: str  # why its text layer is unusable (garbled, or damaged); "" when it has none
     fonts: int  # what its resources declare, to tell scans from blank pages
     images: int
 
@@ -128,26 +142,34 @@ def _read_pdf(path: Path, source: str, data: bytes, options, notes) -> list:
         raise DocumentError(path, "PDF has no pages")
 
     docs, failures, scans = {}, [], []
-    for number in range(1, count + 1):
-        try:
-            page = reader.pages[number - 1]
-            text = clean_pdf_text(page.extract_text() or "")
-        except Exception as e:  # one bad page must not lose the others
-            failures.append(f"page {number}: {type(e).__name__}: {e}")
-            continue
-        share = garbled_share(text)
-        if share >= GARBLED_SHARE:  # citing it would quote garbage
-            why = (f"its text comes out garbled ({share:.0%} of the characters are not real ones: a font without a "
-                   "Unicode map)")
-            scans.append(_Scan(number, why, *_page_resources(page)))
-        elif text.strip():
-            docs[number] = Document(source=source, doc_id=source, text=text, page=number)
-        else:
-            scans.append(_Scan(number, "", *_page_resources(page)))
+    tables = PageTables(data, password, clean_pdf_text)
+    try:
+        for number in range(1, count + 1):
+            seen = len(notes)
+            try:
+                page = reader.pages[number - 1]
+                text = clean_pdf_text(page.extract_text() or "")
+            except Exception as e:  # one bad page must not lose the others
+                failures.append(f"page {number}: {type(e).__name__}: {e}")
+                continue
+            damage = next((f"no extractable text: pypdf could not parse it ({n})" for n in notes[seen:]
+                           if _DAMAGE.search(n)), "")
+            share = garbled_share(text)
+            if share >= GARBLED_SHARE:  # citing it would quote garbage
+                why = damage or (f"its text comes out garbled ({share:.0%} of the characters are not real ones: a "
+                                 "font without a Unicode map)")
+                scans.append(_Scan(number, why, *_page_resources(page)))
+            elif text.strip():
+                text, rows = tables.place(number, text)
+                docs[number] = Document(source=source, doc_id=source, text=text, page=number, rows=rows)
+            else:  # blank, a scan, or its content failed to parse (the reason is kept: it is no blank page)
+                scans.append(_Scan(number, damage, *_page_resources(page)))
+    finally:
+        tables.close()
     why_not = ocr.unavailable(options.ocr, options.ocr_language) if scans else None
     if why_not:
-        failures += [f"page {s.number}: {s.garbled or 'no text layer, only images (scanned?)'}; {why_not}"
-                     for s in scans if s.garbled or s.images]
+        failures += [f"page {s.number}: {s.why or 'no text layer, only images (scanned?)'}; {why_not}"
+                     for s in scans if s.why or s.images]
     elif scans:
         failures += _read_scans(source, data, password, scans, options, docs)
     if docs:
@@ -162,7 +184,7 @@ def _read_pdf(path: Path, source: str, data: bytes, options, notes) -> list:
 def _read_scans(source: str, data: bytes, password, scans: list[_Scan], options, docs: dict) -> list[str]:
     """OCR the pages without a usable text layer into `docs`; the pages that failed, one line each."""
     problems, done = [], set()
-    garbled = {s.number: s.garbled for s in scans}
+    garbled = {s.number: s.why for s in scans}
     progress = options.progress or (lambda done, total: None)
     progress(0, len(scans))
     try:
@@ -173,7 +195,8 @@ def _read_scans(source: str, data: bytes, password, scans: list[_Scan], options,
                 problems.append(f"page {number}: OCR failed ({e})")
             else:
                 if page is not None and page.has_text:
-                    docs[number] = Document(source=source, doc_id=source, text=page.text, page=number, ocr=True)
+                    docs[number] = Document(source=source, doc_id=source, text=page.text, page=number, ocr=True,
+                                            words=page.placed(image.size, dpi))
                 elif garbled[number]:
                     problems.append(f"page {number}: {garbled[number]}, and OCR found no words on it")
             done.add(number)
@@ -223,6 +246,7 @@ def _decrypt(path: Path, reader, passwords: list[str]) -> str:
     opened it (pdfium needs it to render pages for OCR)."""
     from pypdf.errors import DependencyError
 
+    failed = None
     for password in ("", *passwords):
         try:
             if reader.decrypt(password):
@@ -231,8 +255,11 @@ def _decrypt(path: Path, reader, passwords: list[str]) -> str:
             raise
         except NotImplementedError as e:
             raise DocumentError(path, f"unsupported encryption ({e})") from None
-        except Exception:
-            continue
+        except Exception as e:  # not a wrong password: decrypting itself failed
+            failed = failed or e
+    if failed is not None:
+        raise DocumentError(path, f"encrypted PDF that cannot decrypt: its encryption data is damaged or not "
+                                  f"standard ({type(failed).__name__}: {failed})")
     if not any(passwords):
         raise DocumentError(
             path, "encrypted PDF that needs a password; give it with --password (or RAG_PDF_PASSWORDS)"

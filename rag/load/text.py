@@ -9,6 +9,8 @@ from ..errors import DocumentError
 from ..model import Document
 
 SUFFIXES = (".txt", ".md", ".markdown")
+KIND = "Plain text, Markdown"
+FORMAT = "UTF-8 exactly as stored (newlines kept, a leading BOM dropped), so offsets point into the file"
 
 
 def load(path: Path, source: str, data: bytes, options) -> Iterator[Document]:

@@ -8,7 +8,7 @@ project is in this file. Reads return documented shapes: Hit objects, dicts, tup
 Compact on purpose (a million chunks must fit a laptop disk, bench/results/scale.md): a chunk's text
 is stored once, as the document text it is a slice of; the keyword index is contentless (FTS5 keeps
 only its postings; a removed chunk's text is given back to it from the document to delete it); and
-vectors are int8 with one float32 scale per row (`pack`), a quarter of float32.
+vectors are int8 with one float32 scale per row (`pack`, vectors.py), a quarter of float32.
 """
 
 from __future__ import annotations
@@ -20,10 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import IndexFormatError, IndexNotFoundError, RagError
-from .model import Hit
+from ..errors import IndexFormatError, IndexNotFoundError, RagError
+from ..model import Hit
+from ..pages.words import pack_words, unpack_words
+from .vectors import pack, unpack, unpack_rows
 
-FORMAT_VERSION = 5  # 2: sentence vectors; 3: documents.ocr; 4: int8 vectors, chunk text only in documents; 5: both
+FORMAT_VERSION = 6  # 2: sentence vectors; 3: documents.ocr; 4: int8 vectors, chunk text only in documents;
+# 5: both; 6: documents.words. MIGRATIONS bring an older format to the next in place, nothing re-embedded:
+MIGRATIONS = {5: ["ALTER TABLE documents ADD COLUMN words BLOB"]}  # its OCR pages simply have no word boxes
 DB_NAME = "rag.sqlite"
 
 PAGE_SIZE = 65536  # rows of ~2-4 KB pack into big pages with little slack (4 KB pages wasted ~20%)
@@ -45,7 +49,8 @@ CREATE TABLE IF NOT EXISTS documents (
     title TEXT NOT NULL,
     chunk_title TEXT NOT NULL,    -- the title as its chunks were embedded and keyword-indexed (maybe shortened)
     text TEXT NOT NULL,           -- offsets of chunks and citations index into this
-    ocr INTEGER NOT NULL DEFAULT 0  -- 1: the text was read from the page image by OCR
+    ocr INTEGER NOT NULL DEFAULT 0, -- 1: the text was read from the page image by OCR
+    words BLOB                    -- OCR: its words' boxes on the page (rag/pages/words.py), else NULL
 );
 CREATE INDEX IF NOT EXISTS documents_path ON documents(path);
 CREATE TABLE IF NOT EXISTS chunks (
@@ -65,34 +70,6 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     body, content='', tokenize='porter unicode61 remove_diacritics 2');
 CREATE TABLE IF NOT EXISTS failures (path TEXT PRIMARY KEY, reason TEXT NOT NULL, at REAL NOT NULL);
 """
-
-
-def pack(vectors: np.ndarray) -> bytes:
-    """Rows as int8 with a float32 scale each (max |x| / 127): 4 + dim bytes a row, cosine within ~1e-3.
-
-    Computed in float64, so unpack(pack(x), exact=True) packs to the same bytes again: a reused
-    vector is stored unchanged.
-    """
-    rows = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
-    scales = (np.maximum(np.abs(rows).max(axis=1), 1e-12) / 127).astype(np.float32)
-    q = np.clip(np.rint(rows / scales[:, None].astype(np.float64)), -127, 127).astype(np.int8)
-    return scales.tobytes() + q.tobytes()
-
-
-def unpack(blob: bytes, dim: int, exact: bool = False) -> np.ndarray:
-    """(rows, dim) float32, or float64 with exact=True (what pack() reproduces bit for bit)."""
-    n = len(blob) // (4 + dim)
-    scales = np.frombuffer(blob, dtype=np.float32, count=n)
-    q = np.frombuffer(blob, dtype=np.int8, offset=4 * n).reshape(n, dim)
-    kind = np.float64 if exact else np.float32
-    return q.astype(kind) * scales.astype(kind)[:, None]
-
-
-def unpack_rows(blobs: list[bytes], dim: int) -> np.ndarray:
-    """Many one-row pack() blobs at once: (len(blobs), dim) float32."""
-    raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), 4 + dim)
-    scales = raw[:, :4].copy().view(np.float32)
-    return raw[:, 4:].view(np.int8).astype(np.float32) * scales
 
 
 def fts_body(chunk_title: str, text: str) -> str:
@@ -158,12 +135,28 @@ class Store:
         except sqlite3.DatabaseError as e:
             raise RagError(f"{self.db_path} is not a readable index ({e}); delete the folder and run rag index") from None
         manifest = {k: json.loads(v) for k, v in rows}
+        if manifest.get("format_version") in MIGRATIONS:
+            self._migrate()
+            return self.manifest()
         if manifest.get("format_version") != FORMAT_VERSION:
             raise IndexFormatError(
                 f"{self.dir} has index format {manifest.get('format_version')}, this version reads {FORMAT_VERSION}; "
                 f"rebuild it: rag index --rebuild --index {self.dir}"
             )
         return manifest
+
+    def _migrate(self) -> None:
+        """One step of MIGRATIONS, in one transaction: a crash leaves the old format, to migrate on the next open."""
+        try:
+            with self.transaction() as tx:
+                version = json.loads(tx.execute("SELECT value FROM manifest WHERE key='format_version'").fetchone()[0])
+                if version in MIGRATIONS:  # else another process did it meanwhile
+                    for statement in MIGRATIONS[version]:
+                        tx.execute(statement)
+                    self.set_manifest(tx, "format_version", version + 1)
+        except sqlite3.OperationalError as e:
+            raise RagError(f"{self.dir} has an older index format, updated in place when opened, but it could not "
+                           f"be ({e}); make the folder writable, or rebuild it: rag index --rebuild") from None
 
     def discard(self) -> None:
         """Delete the database (an index is derived data: the corpus rebuilds it)."""
@@ -212,9 +205,10 @@ class Store:
         for doc, chunks in documents:
             chunk_title = chunks[0][0].title if chunks else ""
             doc_row = tx.execute(
-                "INSERT INTO documents (path, source, doc_id, page, title, chunk_title, text, ocr) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (path, doc.source, doc.doc_id, doc.page, doc.title, chunk_title, doc.text, int(doc.ocr)),
+                "INSERT INTO documents (path, source, doc_id, page, title, chunk_title, text, ocr, words) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (path, doc.source, doc.doc_id, doc.page, doc.title, chunk_title, doc.text, int(doc.ocr),
+                 pack_words(doc.words) if doc.words else None),
             ).lastrowid
             for chunk, vector, sentence_vectors, embed_hash in chunks:
                 spans = np.asarray(chunk.sentences, dtype=np.int32).reshape(-1, 2) - chunk.start
@@ -322,10 +316,21 @@ class Store:
 
     def document_text(self, source: str, doc_id: str, page) -> str | None:
         """The stored text a citation's offsets point into."""
-        row = self._db.execute(
-            "SELECT text FROM documents WHERE source = ? AND doc_id = ? AND page IS ?", (source, doc_id, page)
-        ).fetchone()
-        return row[0] if row else None
+        found = self.page_of(source, doc_id, page)
+        return found and found["text"]
+
+    def pages_of(self, chunk_ids) -> dict[int, dict]:
+        """{chunk id: {"path", "hash", "text", "ocr", "words": PageWords or None}} of these chunks' documents."""
+        ids = sorted({int(i) for i in chunk_ids})
+        rows = self._db.execute(_PAGE.format(key="c.id") + " JOIN chunks c ON c.document = d.id "
+                                f"WHERE c.id IN ({','.join('?' * len(ids))})", ids)
+        return {r[0]: _page(r) for r in rows}
+
+    def page_of(self, source: str, doc_id: str, page) -> dict | None:
+        """The same of one document (a citation's source, doc_id and page), or None: the page view's."""
+        row = self._db.execute(_PAGE.format(key="d.id") + " WHERE d.source = ? AND d.doc_id = ? AND d.page IS ?",
+                               (source, doc_id, page)).fetchone()
+        return _page(row) if row else None
 
     def documents(self, source: str | None = None) -> list[dict]:
         """{"id", "path", "source", "doc_id", "page", "title", "text", "ocr"} of every document (of one source)."""
@@ -376,6 +381,13 @@ class _Transaction:
     def __exit__(self, exc_type, exc, tb):
         self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
         return False
+
+
+_PAGE = "SELECT {key}, d.path, f.hash, d.text, d.ocr, d.words FROM documents d JOIN files f ON f.path = d.path"
+
+
+def _page(r) -> dict:
+    return {"path": r[1], "hash": r[2], "text": r[3], "ocr": bool(r[4]), "words": unpack_words(r[5]) if r[5] else None}
 
 
 def _hit(row, score: float) -> Hit:

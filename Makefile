@@ -50,7 +50,7 @@ test: install-test browser ocr
 bench: install-test ocr
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[bench]'
 	$(PY) bench/suites/ingest.py --ray
-	$(PY) bench/suites/embed.py --limit 1200 --rounds 2 --quality "auto (the default),sentence-transformers (before)"
+	$(PY) bench/suites/embed.py --limit 1200 --rounds 2 --quality "auto (the default),sentence-transformers"
 	$(PY) bench/suites/retrieval.py
 	$(PY) bench/suites/scale.py
 	$(PY) bench/suites/scale.py --add-only 1000000

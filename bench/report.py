@@ -14,13 +14,16 @@ from bench.lib.common import RESULTS, ROOT  # noqa: E402
 
 OUT = ROOT / "docs" / "BENCHMARKS.md"
 
+EMBED = ("`.venv/bin/python bench/suites/embed.py --limit 1200 --rounds 2 --quality \"auto (the default),"
+         "sentence-transformers\"` on a CPU of that kind (it writes embed-KIND.md for the CPU it runs on)")
+
 # result file -> how to reproduce it (files not listed are included too, after these, in name order)
 HOW = {
     "ingest.md": "`.venv/bin/python bench/suites/ingest.py` (`--limit N` for the first N docs; `--only pdf,ocr` re-runs "
                  "the PDF and OCR sections alone; `--ray` also through a local Ray cluster, which needs "
                  "`pip install 'ray[data]'`)",
-    "embed.md": "`.venv/bin/python bench/suites/embed.py --limit 1200 --rounds 2 --quality \"auto (the default),"
-                "sentence-transformers (before)\"`",
+    "embed-avx2.md": EMBED,
+    "embed-bf16.md": EMBED,
     "retrieval.md": "`.venv/bin/python bench/suites/retrieval.py` "
                     "(`--chunk-sizes 128,200,256` to re-compare chunk sizes; each size embeds the corpus once)",
     "scale.md": "`.venv/bin/python bench/suites/scale.py` (synthetic collections of 100k, 300k and 1M chunks, cached in "

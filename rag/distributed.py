@@ -37,6 +37,7 @@ import numpy as np
 from . import ingest
 from .ingest import load_options
 from .chunk import CHUNKER_VERSION
+from .embed import vector_kind
 from .errors import DocumentError, RagError
 from .load import LoadOptions
 from .model import Chunk, Document, EmbeddedDocument, EmbeddedFile, IngestReport
@@ -74,6 +75,7 @@ class Piece:
     vector: Any = None  # set by the actor, unless reused
     sentence_vectors: Any = None
     embedded: bool = False  # this row's text was embedded (once per batch, for duplicates)
+    kind: str = ""  # of the vector the actor made (embed.vector_kind): nodes of two kinds of CPU may differ
     last: bool = False  # closes the file
     failed: list[tuple[str, int | None, bool]] = field(default_factory=list)  # (reason, JSONL line, retry), last row
     nodes: list[str] = field(default_factory=list)  # where it was loaded, then embedded
@@ -195,6 +197,8 @@ def _write(index, pieces, jobs: list[Job], progress, report: IngestReport, write
         for stage, node in zip(places, p.nodes):
             places[stage][node] += 1
         actors[p.actor] += 1
+        if p.kind:
+            writer.kinds.add(p.kind)
         if p.prefetch:  # before the file's first part is written, while its old version is stored
             held = index.store.vectors_for(p.prefetch, dim)
         if p.document is not None:
@@ -272,6 +276,7 @@ class Embed:
         for p in todo:
             p.vector, p.sentence_vectors = done[p.hash]
             p.embedded = texts.pop(p.hash, None) is not None
+            p.kind = vector_kind(self.embedder.precision)
         for p in pieces:
             p.nodes.append(self.node)
             p.actor = self.actor

@@ -21,7 +21,6 @@ import numpy as np
 from . import ann, ingest, retrieve
 from .chunk import CHUNKER_VERSION
 from .config import Settings
-from .embed import vector_kind
 from .errors import IndexFormatError, IndexLockedError, IndexMismatchError, IndexNotFoundError
 from .ingest import Progress
 from .model import EmbeddedFile, Hit, IngestReport
@@ -64,22 +63,25 @@ class Index:
     # -- settings the index was built with --------------------------------------------------
 
     def _wanted_manifest(self) -> dict:
-        """What this index must have been built with (the dim and the embedder are added at first write)."""
+        """What this index must have been built with (the dim, the embedder and the kinds of vectors are added
+        when it is written)."""
         s = self.settings
-        return {"model": s.model, "vectors": vector_kind(s.embed_precision), "chunk_tokens": s.chunk_tokens,
-                "overlap_tokens": s.overlap_tokens, "chunker": CHUNKER_VERSION}
+        return {"model": s.model, "chunk_tokens": s.chunk_tokens, "overlap_tokens": s.overlap_tokens,
+                "chunker": CHUNKER_VERSION}
 
     def _check_manifest(self, for_writing=False) -> None:
-        """Refuse another model, another kind of vectors (int8 vs float) and, to write, other chunking."""
-        have, want = {"vectors": "float", **self.store.manifest()}, self._wanted_manifest()
-        keys = ("model", "vectors", "chunk_tokens", "overlap_tokens", "chunker") if for_writing else ("model", "vectors")
+        """Refuse another model and, to write, other chunking. Float and int8 document vectors may meet in one
+        index (one written from two kinds of CPU): questions are always embedded in float, and each int8 vector
+        is as close to its fp32 one as the quality bounds allow (docs/ENGINES.md measures a mixed index)."""
+        have, want = self.store.manifest(), self._wanted_manifest()
+        keys = ("model", "chunk_tokens", "overlap_tokens", "chunker") if for_writing else ("model",)
         diff = [k for k in keys if have.get(k) != want[k]]
         if diff:
             what = ", ".join(f"{k} {have.get(k)!r} (this run uses {want[k]!r})" for k in diff)
             raise IndexMismatchError(
                 f"{self.dir} was built with {what}; it never mixes two settings. "
                 f"Rebuild it with: rag index --rebuild --index {self.dir}, or use its settings (e.g. RAG_MODEL, "
-                "RAG_EMBED_PRECISION)"
+                "RAG_CHUNK_TOKENS)"
             )
 
     @property
@@ -272,7 +274,7 @@ class Index:
             **self.store.counts(),
             "model": manifest.get("model"),
             "embedder": manifest.get("embedder"),
-            "vectors": manifest.get("vectors", "float"),
+            "vectors": manifest.get("vectors", ""),  # the kinds that wrote it: "float", "int8" or "float+int8"
             "dim": manifest.get("dim"),
             "chunk_tokens": manifest.get("chunk_tokens"),
             "overlap_tokens": manifest.get("overlap_tokens"),

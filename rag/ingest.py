@@ -19,6 +19,7 @@ from typing import Callable, Iterable, NamedTuple
 import numpy as np
 
 from .chunk import chunk_document
+from .embed import vector_kind
 from .errors import DocumentError, IndexMismatchError
 from .load import LoadOptions, file_hash, find_files, load_file, read_file
 from .model import EmbeddedDocument, EmbeddedFile, IngestReport
@@ -61,6 +62,7 @@ class Writer:
 
     def __init__(self, store, model: str, report: IngestReport):
         self.store, self.model, self.report = store, model, report
+        self.kinds: set[str] = set()  # of the vectors embedded for this writer (embed.vector_kind)
         self.pending: list[Part] = []
         self.pending_chunks = 0
         self.changed = False
@@ -89,6 +91,8 @@ class Writer:
                     for d in part.documents])
                 if part.last:
                     self.report.added.append(part.source)
+            if self.kinds:
+                self.store.set_manifest(tx, "vectors", merge_kinds(self.store.manifest().get("vectors"), self.kinds))
             self.store.bump_generation(tx)
         self.report.chunks += self.pending_chunks
         self.pending, self.pending_chunks, self.changed = [], 0, True
@@ -130,6 +134,11 @@ def add_paths(index, paths, progress: Progress, prune: bool, report: IngestRepor
                 pending, pending_chunks = [], 0
     _embed(index, pending, vectors, report, progress, writer)
     finish(index, paths, seen, prune, report, writer)
+
+
+def merge_kinds(recorded: str | None, kinds: set[str]) -> str:
+    """The manifest's "vectors": every kind that wrote the index, "+"-joined ("float", "int8", "float+int8")."""
+    return "+".join(sorted(set(filter(None, (recorded or "").split("+"))) | kinds))
 
 
 def load_options(settings, progress: Progress | None = None) -> LoadOptions:
@@ -228,6 +237,7 @@ def _embed(index, pending: list[Part], vectors: dict, report: IngestReport, prog
         for (h, _), v, sv in zip(batch, chunk_vectors, sentence_vectors):
             vectors[h] = (v, sv)
         report.embedded += len(batch)
+        writer.kinds.add(vector_kind(index.embedder.precision))
     progress("embedding", report.embedded, report.embedded)
     it = iter(hashes)
     for part in pending:

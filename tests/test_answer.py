@@ -146,8 +146,10 @@ def test_the_issues_follow_up_chain_is_resolved(default_index):
             (office, "When did Putin first take office?", "Ever since he first took office in 2000")):
         assert not follow.abstained and any(c.text.startswith(answer_text) for c in follow.citations)
         assert spans(follow) != spans(first)  # not the first answer again
-        # as well as the question written out (which, for the friendship, also cites the first answer's sentence)
-        assert spans(follow) == spans(ask(written, index=default_index)), follow.resolved_question
+        # as well as the question written out: the same best sentence (the filler cited after it may differ: with
+        # int8 document vectors, on AVX2-only CPUs, the friendship's follow-up picks another filler than its
+        # written-out question; fillers: test_only_the_sentence_that_answers_is_cited)
+        assert spans(follow)[0] == spans(ask(written, index=default_index))[0], follow.resolved_question
         assert_citations_exact(follow)
 
 

@@ -58,6 +58,17 @@ def ram_gib() -> float:
     return float("nan")
 
 
+def cpu_line() -> str:
+    """The CPU's name, its kind and the flags that decide the engine."""
+    from rag.embed import cpu_flags, cpu_kind
+
+    flags = sorted(f for f in cpu_flags() if f in DECIDING or f.startswith(("avx512", "amx")))
+    return f"{cpu_model()} ({cpu_kind()}: {' '.join(flags) or 'no flags read'})"
+
+
+DECIDING = {"avx", "avx2", "fma", "f16c", "avx_vnni"}
+
+
 def machine_line() -> str:
     return f"{cpu_model()}, {os.cpu_count()} cores, {ram_gib():.0f} GiB RAM"
 

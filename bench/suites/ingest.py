@@ -56,7 +56,7 @@ def phase_index(limit) -> dict:
     target = WORK / "scifact"
     shutil.rmtree(target, ignore_errors=True)
     t = time.perf_counter()
-    get_embedder(s.model)
+    engine = get_embedder(s.model).name
     load = time.perf_counter() - t
     index = Index.open(target, s)
     cpu = cpu_seconds()
@@ -66,7 +66,7 @@ def phase_index(limit) -> dict:
     index.close()
     return {"model_load_s": load, "seconds": report.seconds, "cpu_s": cpu, "chunks": report.chunks, "embedded": report.embedded,
             "docs": counts["documents"], "failed": len(report.failed), "size_bytes": dir_size(target),
-            "peak_rss_mib": peak_rss_mib()}
+            "peak_rss_mib": peak_rss_mib(), "engine": engine}
 
 
 def phase_baseline(limit) -> dict:
@@ -321,7 +321,8 @@ def report(limit, with_ray=False) -> str:
         "## Ingestion throughput\n",
         common.machine_info(),
         f"- SciFact corpus.jsonl{f' (first {limit} docs only)' if limit else ''}, model {s.model}, chunk_tokens "
-        f"{s.chunk_tokens}, overlap {s.overlap_tokens}, batch {s.batch_size}, CPU only. Model load (not in the "
+        f"{s.chunk_tokens}, overlap {s.overlap_tokens}, batch {s.batch_size}, CPU only; the embedding engine `auto` "
+        f"chose on this CPU ({common.cpu_line()}): {idx.get('engine', '?')}. Model load (not in the "
         f"times below): {idx['model_load_s']:.1f} s through rag, {base['model_load_s']:.1f} s plain. "
         f"CPU s = user + system time of the process (all threads), steadier than wall time on a shared machine.\n",
         table(["run", "docs", "chunks", "wall s", "CPU s", "chunks/s", "docs/s", "peak RSS MiB", "load at end"],
@@ -330,7 +331,7 @@ def report(limit, with_ray=False) -> str:
         f"by CPU (trust the CPU figure when the load columns differ: wall time follows the other workers), with all "
         f"the work on top of encoding included: sentence splitting and token counting, hashing, a vector for every "
         f"sentence (pooled from the chunk's token vectors: no second forward pass), SQLite and FTS5 writes and the "
-        f"FAISS index. The difference is the embedding engine (rag/embed/, bench/results/embed.md).",
+        f"FAISS index. The difference is the embedding engine (rag/embed/, docs/ENGINES.md, bench/results/embed-*.md).",
         f"- Index size on disk: {idx['size_bytes'] / 1e6:.1f} MB ({idx['size_bytes'] / max(idx['chunks'], 1) / 1024:.1f} KiB "
         f"per chunk: text, int8 vector and sentence vectors in SQLite, FTS5, the FAISS file).",
         f"- Re-run: {rerun['seconds']:.2f} s ({rerun['seconds'] / n * 100:.2f}% of the first run), "

@@ -62,6 +62,7 @@ def cmd_status(args, settings: Settings) -> int:
     print(f"documents  {status['documents']} in {status['files']} file(s), {status['pages']} PDF page(s)")
     print(f"chunks     {status['chunks']}")
     print(f"model      {status['model']} (dim {status['dim']}), chunks of {status['chunk_tokens']} tokens")
+    print(f"vectors    {status['vectors'] or 'none yet'} (float, int8 or both: see docs/ENGINES.md)")
     print(f"size       {status['size_bytes'] / 1e6:.1f} MB on disk")
     if status["failed"]:
         print(f"failed     {len(status['failed'])} file(s):")

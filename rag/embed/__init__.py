@@ -3,16 +3,16 @@
 One interface (`encode`, `encode_with_spans`, `count_tokens`, `max_tokens`, `dim`), several engines:
 
   openvino_backend.py     OpenVINO on a self-exported model: bf16 on CPUs that compute it natively,
-                          else fp32; int8 (NNCF, openvino_int8.py) on request. The default.
-  onnxruntime_backend.py  ONNX Runtime fp32: the portable fallback.
+                          else fp32; int8 (NNCF, openvino_int8.py) on request. The default on most CPUs.
+  onnxruntime_backend.py  ONNX Runtime fp32, and dynamic int8 for documents: the default on AVX2-only CPUs.
   torch_backend.py        transformers' AutoModel, fp32 or bf16 autocast: needs nothing more than torch.
   st_backend.py           sentence-transformers: any model it can load (other poolings, slow tokenizers).
 
-`auto` takes the first of ORDER that is installed and sets up (a failure is logged and the next one
-tried); precision `auto` is bf16 where the CPU has AVX512_BF16 or AMX, else fp32. Measured on SciFact
-(bench/results/embed_backends.md): OpenVINO bf16 runs 3.6x the documents per CPU-second of plain
-SentenceTransformer.encode with nDCG@10 0.6700 vs 0.6708. int8 is never chosen for you: its vectors
-differ a little more, and an index records the kind of vectors it holds (model manifest).
+`auto` runs what PLANS lists for the kind of CPU it finds (cpu_kind), the first entry that is installed and
+sets up (a failure is logged and the next one tried): the fastest setting measured on that kind within the
+quality bounds (docs/ENGINES.md). bf16 where the CPU computes it natively (AVX512_BF16 or AMX): OpenVINO bf16.
+AVX2 without VNNI or bf16: ONNX Runtime int8 for documents, fp32 for questions. An index records the kinds
+of vectors that wrote it; float and int8 ones may meet in one index (see Index._check_manifest).
 """
 
 from __future__ import annotations
@@ -28,11 +28,20 @@ from ..errors import RagError
 
 log = logging.getLogger(__name__)
 
-ORDER = ("openvino", "onnxruntime", "torch")  # what `auto` tries, in order, before sentence-transformers
-PRECISIONS = {"openvino": ("fp32", "bf16", "int8"), "onnxruntime": ("fp32",), "torch": ("fp32", "bf16"),
+ORDER = ("openvino", "onnxruntime", "torch")  # what `auto` tries, in order, for a precision you name
+PRECISIONS = {"openvino": ("fp32", "bf16", "int8"), "onnxruntime": ("fp32", "int8"), "torch": ("fp32", "bf16"),
               "sentence-transformers": ("fp32",)}
+# What `auto` runs on each kind of CPU, in order of preference (then sentence-transformers). Measured:
+# docs/ENGINES.md. "vnni" (int8 dot products, no bf16) keeps fp32 OpenVINO: int8 was not measured there.
+PLANS = {
+    "bf16": (("openvino", "bf16"), ("torch", "bf16"), ("onnxruntime", "fp32")),
+    "vnni": (("openvino", "fp32"), ("onnxruntime", "fp32"), ("torch", "fp32")),
+    "avx2": (("onnxruntime", "int8"), ("openvino", "fp32"), ("torch", "fp32")),
+    "other": (("openvino", "fp32"), ("onnxruntime", "fp32"), ("torch", "fp32")),
+}
 
-__all__ = ["ORDER", "PRECISIONS", "get_embedder", "make_embedder", "resolve_model", "vector_kind"]
+__all__ = ["ORDER", "PLANS", "PRECISIONS", "cpu_kind", "get_embedder", "make_embedder", "plan", "resolve_model",
+           "vector_kind"]
 
 
 def resolve_model(name: str) -> str:
@@ -79,11 +88,11 @@ def make_embedder(model: str = DEFAULT_MODEL, backend: str = "auto", precision: 
     fits = _fast_backends_fit(path)
     if backend == "auto":
         tried = []
-        for name in ORDER if fits else ():
-            if not _installed(name) or (precision != "auto" and precision not in PRECISIONS[name]):
+        for name, chosen in plan(cpu_kind(), precision) if fits else ():
+            if not _installed(name):
                 continue
             try:
-                return _make(name, _precision(name, precision), path, model)
+                return _make(name, chosen, path, model)
             except Exception as e:  # an export or a runtime that fails here: say so, take the next
                 log.warning("embedding backend %s unavailable (%s: %s); trying the next", name, type(e).__name__, e)
                 tried.append(f"{name}: {e}")
@@ -105,13 +114,25 @@ def make_embedder(model: str = DEFAULT_MODEL, backend: str = "auto", precision: 
                        "use RAG_EMBED_BACKEND=auto to fall back") from None
 
 
-def _precision(backend: str, precision: str) -> str:
+def plan(kind: str, precision: str = "auto") -> list[tuple[str, str]]:
+    """(backend, precision) pairs `auto` tries on this kind of CPU; a precision you name, on every engine that has it."""
     if precision == "auto":
+        return list(PLANS[kind])
+    named = [(name, precision) for name in ORDER if precision in PRECISIONS[name]]
+    return sorted(named, key=lambda pair: pair not in PLANS[kind])  # the kind's own first (stable otherwise)
+
+
+def _precision(backend: str, precision: str) -> str:
+    """A backend you name with precision auto runs as the CPU kind's plan runs it, else bf16 where native, else fp32."""
+    if precision == "auto":
+        planned = [p for name, p in PLANS[cpu_kind()] if name == backend]
+        if planned:
+            return planned[0]
         return "bf16" if "bf16" in PRECISIONS[backend] and native_bf16() else "fp32"
     if precision not in PRECISIONS[backend]:
         raise RagError(f"the {backend} backend has no {precision} precision (it has {', '.join(PRECISIONS[backend])})")
-    if precision == "int8" and not fast_int8():
-        log.warning("int8 embeddings requested on a CPU without VNNI/AMX int8: expect them to be slow")
+    if backend == "openvino" and precision == "int8" and not fast_int8():
+        log.warning("OpenVINO int8 on a CPU without VNNI/AMX int8 runs no faster than fp32 (docs/ENGINES.md)")
     return precision
 
 
@@ -162,6 +183,20 @@ def cpu_flags() -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
+
+
+def cpu_kind(flags: frozenset[str] | None = None) -> str:
+    """bf16 (AVX512_BF16 or AMX-BF16: 4th-gen Xeon, Zen 4 and later), vnni (int8 dot products: AVX512_VNNI,
+    AVX-VNNI), avx2 (neither: most laptops and cloud machines before those), or other. From /proc/cpuinfo's
+    flags, else from what OpenVINO reports."""
+    flags = cpu_flags() if flags is None else flags
+    if not flags:
+        return "bf16" if native_bf16() else "other"
+    if {"avx512_bf16", "amx_bf16"} & flags:
+        return "bf16"
+    if {"avx512_vnni", "avx_vnni", "amx_int8"} & flags:
+        return "vnni"
+    return "avx2" if "avx2" in flags else "other"
 
 
 def native_bf16() -> bool:

@@ -25,6 +25,8 @@ class Backend:
     name = "base"
     late_chunking = True  # span vectors come from the chunk's own forward pass
     pad_multiple = 1  # batches are padded to a multiple of this many tokens (see _batches)
+    query_pad_multiple = None  # the same for the question pass (_query_forward), when it differs
+    document_batch = None  # texts per document pass, when the engine needs a fixed number (else batch_size)
 
     def __init__(self, model_path: str | os.PathLike, threads: int | None = None):
         self.model_path = Path(model_path)
@@ -41,6 +43,11 @@ class Backend:
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _query_forward(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
+        """The pass for questions and the sentences an answer reads (`encode`, `encode_tokens`); documents
+        (`encode_with_spans`) take `_forward`. The same unless an engine quantizes documents only."""
+        return self._forward(input_ids, attention_mask, token_type_ids)
+
     # -- the interface -----------------------------------------------------------------------------
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -48,7 +55,7 @@ class Backend:
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for rows, encodings, hidden, mask in self._batches(texts, batch_size):
+        for rows, encodings, hidden, mask in self._batches(texts, batch_size, self._query_forward, self.query_pad_multiple):
             out[rows] = _mean(hidden, mask)
         return normalized(out)
 
@@ -58,7 +65,8 @@ class Backend:
         overlapping each (start, end) character span of it (pool_spans)."""
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         span_vectors: list = [None] * len(texts)
-        for rows, encodings, hidden, mask in self._batches(texts, batch_size):
+        for rows, encodings, hidden, mask in self._batches(texts, self.document_batch or batch_size, self._forward,
+                                                           self.pad_multiple):
             pooled = _mean(hidden, mask)
             vectors[rows] = pooled
             for k, (row, enc) in enumerate(zip(rows, encodings)):
@@ -73,7 +81,7 @@ class Backend:
         sentence by, word for word."""
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         tokens: list = [None] * len(texts)
-        for rows, encodings, hidden, mask in self._batches(texts, len(texts) or 1):
+        for rows, encodings, hidden, mask in self._batches(texts, len(texts) or 1, self._query_forward, self.query_pad_multiple):
             vectors[rows] = _mean(hidden, mask)
             for k, (row, enc) in enumerate(zip(rows, encodings)):
                 n = len(enc.ids)
@@ -86,7 +94,7 @@ class Backend:
         """Encodings with [CLS]/[SEP], truncated to max_seq_length, unpadded."""
         return self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
 
-    def _batches(self, texts: Sequence[str], batch_size: int):
+    def _batches(self, texts: Sequence[str], batch_size: int, forward, pad_multiple: int | None):
         """Longest first, padded to the batch's longest text only (dynamic padding), rounded up to pad_multiple:
         an engine that prepares its kernels per input shape (OpenVINO) then sees few shapes."""
         if not len(texts):
@@ -96,13 +104,14 @@ class Backend:
         for s in range(0, len(order), batch_size):
             rows = order[s:s + batch_size]
             batch = [encodings[i] for i in rows]
-            length = min(-(-len(batch[0].ids) // self.pad_multiple) * self.pad_multiple, self.max_seq_length)
+            pad = pad_multiple or self.pad_multiple
+            length = min(-(-len(batch[0].ids) // pad) * pad, self.max_seq_length)
             ids = np.zeros((len(batch), length), dtype=np.int64)
             mask = np.zeros((len(batch), length), dtype=np.int64)
             for k, e in enumerate(batch):
                 ids[k, :len(e.ids)] = e.ids
                 mask[k, :len(e.ids)] = 1
-            hidden = self._forward(ids, mask, np.zeros_like(ids))
+            hidden = forward(ids, mask, np.zeros_like(ids))
             yield rows, batch, np.asarray(hidden, dtype=np.float32), mask
 
 

@@ -1,15 +1,24 @@
-"""ONNX Runtime: the portable fallback (no OpenVINO wheel for the platform, or a non-Intel CPU).
+"""ONNX Runtime: fp32, and int8 for documents on AVX2-only CPUs (the default there: docs/ENGINES.md).
 
-fp32 only: the ONNX export after ORT's BERT fusions (Attention, SkipLayerNorm, BiasGelu), saved once in
-the cache. Vectors identical to torch (cos 1.0000). Compute only ~1.07x torch/ST per CPU-second here, but
-a 3 s start instead of ST's 7+ s (no torch import), and single queries 2-6x faster. (Its int8, dynamic
-per-channel MatMul-only quantization, was measured at nDCG@10 0.6615 vs 0.6708 on SciFact: over the
-0.005 budget, so it is not offered.)
+fp32: the ONNX export after ORT's BERT fusions (Attention, SkipLayerNorm, BiasGelu), saved once in the
+cache. Vectors identical to torch (cos 1.0000); a 3 s start instead of sentence-transformers' 7+ s.
+
+int8: that model with ORT's dynamic quantization: int8 weights per output channel, 7-bit (reduce_range, so
+AVX2's u8*s8 pair sums cannot saturate without VNNI), activations quantized at run time from the ranges of
+what each pass holds; the matmuls run in MLAS's integer kernels. One text a pass: the ranges are the text's
+own, so a chunk's vector never depends on the chunks beside it or on padding (and one text a pass ran as
+fast as batches of 16: docs/ENGINES.md). Only documents go through it (`encode_with_spans`, what `rag index`
+calls); questions and the sentences an answer reads (`encode`, `encode_tokens`) go through fp32, OpenVINO's
+where it is installed (a single short text runs faster there), else this runtime's: a question's vector is
+the fp32 one, and one question costs what fp32 costs anyway.
 
 ORT's run() releases the GIL. Threads: intra_op_num_threads; inter-op 1 (one model call at a time).
 """
 
 from __future__ import annotations
+
+import importlib.util
+import threading
 
 import numpy as np
 
@@ -32,6 +41,20 @@ def optimized_onnx(model_path, dim: int):
     return export.cached(model_path, "model-fp32-ort.onnx", make)
 
 
+def quantized_onnx(model_path, dim: int):
+    """The fused fp32 model with dynamic int8 MatMuls and attention (QAttention), made once in ~5 s."""
+    src = optimized_onnx(model_path, dim)
+
+    def make(out):
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(src), str(out), per_channel=True, reduce_range=True, weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})  # the fused ops' outputs
+
+    return export.cached(model_path, "model-int8-dynamic-ort.onnx", make)
+
+
 def _heads(model_path) -> int:
     import json
     from pathlib import Path
@@ -42,21 +65,47 @@ def _heads(model_path) -> int:
 class OnnxRuntimeBackend(Backend):
     def __init__(self, model_path, precision: str = "fp32", threads: int | None = None):
         super().__init__(model_path, threads)
-        if precision != "fp32":
-            raise ValueError(f"onnxruntime backend: precision {precision!r} (fp32 only)")
-        import onnxruntime as ort
-
+        if precision not in ("fp32", "int8"):
+            raise ValueError(f"onnxruntime backend: precision {precision!r} (fp32 or int8)")
         self.precision = precision
         self.name = f"onnxruntime-{precision}"
-        path = optimized_onnx(self.model_path, self.dim)
+        self.session = self._session(quantized_onnx(self.model_path, self.dim) if precision == "int8"
+                                     else optimized_onnx(self.model_path, self.dim))
+        self._query = None if precision == "int8" else self._forward
+        self.document_batch = 1 if precision == "int8" else None
+        self._opening = threading.Lock()
+        if precision == "int8" and importlib.util.find_spec("openvino"):
+            self.query_pad_multiple = 16  # OpenVINO's prepared shapes (openvino_backend.py)
+
+    def _session(self, path):
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.inter_op_num_threads = 1
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self._inputs = {i.name for i in self.session.get_inputs()}
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def _forward(self, input_ids, attention_mask, token_type_ids) -> np.ndarray:
-        feed = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        return self.session.run(["last_hidden_state"], {k: v for k, v in feed.items() if k in self._inputs})[0]
+        return _run(self.session, input_ids, attention_mask, token_type_ids)
+
+    def _query_forward(self, input_ids, attention_mask, token_type_ids) -> np.ndarray:
+        with self._opening:  # int8 documents: the fp32 engine is opened at the first question
+            if self._query is None:
+                self._query = self._fp32_forward()
+        return self._query(input_ids, attention_mask, token_type_ids)
+
+    def _fp32_forward(self):
+        if self.query_pad_multiple:
+            from .openvino_backend import OpenVINOBackend
+
+            return OpenVINOBackend(self.model_path, "fp32", self.threads)._forward
+        session = self._session(optimized_onnx(self.model_path, self.dim))
+        return lambda *inputs: _run(session, *inputs)
+
+
+def _run(session, input_ids, attention_mask, token_type_ids) -> np.ndarray:
+    names = {i.name for i in session.get_inputs()}
+    feed = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+    return session.run(["last_hidden_state"], {k: v for k, v in feed.items() if k in names})[0]

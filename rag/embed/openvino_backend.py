@@ -4,8 +4,9 @@ precision:
   fp32  INFERENCE_PRECISION_HINT f32: vectors as torch's (cos 1.0000), 1.3x per CPU-second.
   bf16  the same IR, matmuls in bf16 (the plugin's default on a CPU with native bf16): 3.6x per CPU-second
         vs SentenceTransformer.encode, nDCG 0.6700 vs 0.6708, cos min 0.99997.
-  int8  the NNCF-quantized IR (openvino_int8.py): 3.5-4x, nDCG 0.6716. On this AMX CPU barely faster than
-        bf16; the gain should be larger on VNNI CPUs without bf16 (not measured).
+  int8  the NNCF-quantized IR (openvino_int8.py) for documents, fp32 for questions: 3.5-4x, nDCG 0.6716 on an
+        AMX CPU, barely faster than bf16 there. On AVX2 without VNNI its matmuls run oneDNN's generic
+        gemm_s8u8s32 and it is no faster than fp32 (docs/ENGINES.md).
 
 The IR comes from export.py at first use; warm starts load it in ~1-2 s without importing torch. The compiled
 model is cached by OpenVINO (CACHE_DIR, one per precision: see below). Inference releases the GIL.
@@ -53,13 +54,30 @@ class OpenVINOBackend(Backend):
         if HINTS[precision]:
             config["INFERENCE_PRECISION_HINT"] = HINTS[precision]
         self.compiled = core.compile_model(core.read_model(str(xml)), "CPU", config)
-        self._local = threading.local()  # an infer request serves one call at a time: one per thread
+        # int8 documents, fp32 questions: the fp32 model is compiled at the first question
+        self._fp32 = None if precision == "int8" else self.compiled
+        self._fp32_config = {**config, "INFERENCE_PRECISION_HINT": "f32",
+                             "CACHE_DIR": str(export.cache_dir(self.model_path) / "ov-compiled-fp32")}
+        self._core = core
+        self._opening = threading.Lock()
+        self._local = threading.local()  # an infer request serves one call at a time: one per thread and model
         self._inputs = {p.get_any_name() for p in self.compiled.inputs}
 
     def _forward(self, input_ids, attention_mask, token_type_ids) -> np.ndarray:
-        request = getattr(self._local, "request", None)
+        return self._infer(self.compiled, "request", input_ids, attention_mask, token_type_ids)
+
+    def _query_forward(self, input_ids, attention_mask, token_type_ids) -> np.ndarray:
+        with self._opening:
+            if self._fp32 is None:
+                xml = export.openvino_ir(self.model_path)
+                self._fp32 = self._core.compile_model(self._core.read_model(str(xml)), "CPU", self._fp32_config)
+        return self._infer(self._fp32, "query_request", input_ids, attention_mask, token_type_ids)
+
+    def _infer(self, compiled, slot: str, input_ids, attention_mask, token_type_ids) -> np.ndarray:
+        request = getattr(self._local, slot, None)
         if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
+            request = compiled.create_infer_request()
+            setattr(self._local, slot, request)
         feed = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         result = request.infer({k: v for k, v in feed.items() if k in self._inputs}, share_inputs=True)
-        return result[self.compiled.output(0)]
+        return result[compiled.output(0)]

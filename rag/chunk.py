@@ -279,15 +279,8 @@ def _split_row(text, a, b, budget, max_chars, count_tokens) -> list[tuple[int, i
         units.extend(_split_long(text, s, e, budget, count_tokens) if n > budget else [(s, e, n)])
     if not units:
         return []
-    pieces, cur = [], units[0]
-    for u in units[1:]:
-        if cur[2] + u[2] + 1 <= budget and u[1] - cur[0] <= max_chars:  # + 1: the "|" between them
-            cur = (cur[0], u[1], cur[2] + u[2] + 1)
-        else:
-            pieces.append(cur)
-            cur = u
-    pieces.append(cur)
-    real = count_tokens([text[s:e] for s, e, _ in pieces])
+    pieces, real = _runs(text, units, count_tokens, lambda cur, u: (  # + 1: the "|" between them
+        (cur[0], u[1], cur[2] + u[2] + 1) if cur[2] + u[2] + 1 <= budget and u[1] - cur[0] <= max_chars else None))
     if all(n <= budget for n in real):
         return [(s, e, n) for (s, e, _), n in zip(pieces, real)]
     return units
@@ -299,22 +292,28 @@ def _split_long(text, a, b, budget, count_tokens) -> list[tuple[int, int, int]]:
     units: list[tuple[int, int, int]] = []
     for (s, e), n in zip(words, count_tokens([text[s:e] for s, e in words])):
         units.extend(_split_word(text, s, e, budget, count_tokens) if n > budget else [(s, e, n)])
-    pieces, cur = [], units[0]
-    for u in units[1:]:
-        spaced = cur[1] < u[0]  # whitespace between: the counts add up (not so for parts of one word)
-        if spaced and cur[2] + u[2] <= budget:
-            cur = (cur[0], u[1], cur[2] + u[2])
-        else:
-            pieces.append(cur)
-            cur = u
-    pieces.append(cur)
-    real = count_tokens([text[s:e] for s, e, _ in pieces])
+    # whitespace between two units: their counts add up (not so for parts of one word)
+    pieces, real = _runs(text, units, count_tokens, lambda cur, u: (
+        (cur[0], u[1], cur[2] + u[2]) if cur[1] < u[0] and cur[2] + u[2] <= budget else None))
     if all(n <= budget for n in real):
         return [(s, e, n) for (s, e, _), n in zip(pieces, real)]
     out = []  # a tokenizer that does not add up: fall back to single units where needed
     for (s, e, _), n in zip(pieces, real):
         out.extend([(s, e, n)] if n <= budget else [u for u in units if s <= u[0] and u[1] <= e])
     return out
+
+
+def _runs(text, units, count_tokens, merge) -> tuple[list, list[int]]:
+    """Greedy runs of (start, end, tokens) units, `merge(run, unit)` giving the longer run or None where a new one
+    starts; and the tokenizer's real count of each run (what the estimate must be checked against)."""
+    pieces, cur = [], units[0]
+    for u in units[1:]:
+        joined = merge(cur, u)
+        if joined is None:
+            pieces.append(cur)
+        cur = u if joined is None else joined
+    pieces.append(cur)
+    return pieces, count_tokens([text[s:e] for s, e, _ in pieces])
 
 
 def _split_word(text, s, e, budget, count_tokens) -> list[tuple[int, int, int]]:

@@ -16,6 +16,7 @@ from typing import Iterator, NamedTuple
 
 from ..errors import DocumentError
 from ..model import Document
+from .office import check_package
 from .table import Layout
 
 SUFFIXES = (".docx",)
@@ -25,11 +26,7 @@ FORMAT = ('paragraphs, headings, list items as `- ` / `1. ` lines and tables as 
 
 
 def load(path: Path, source: str, data: bytes, options) -> Iterator[Document]:
-    if not data.startswith(b"PK\x03\x04"):
-        if data.startswith(b"\xd0\xcf\x11\xe0"):
-            raise DocumentError(path, "an old Word 97-2003 .doc file (or a password-protected .docx); "
-                                      "save it as .docx without a password")
-        raise DocumentError(path, f"not a Word .docx file (it starts with {data[:8]!r}, not a ZIP package)")
+    check_package(path, data, app="Word", old=".doc", new=".docx", what=".docx")
     import docx
 
     try:

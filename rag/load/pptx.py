@@ -14,6 +14,7 @@ from typing import Iterator
 
 from ..errors import DocumentError
 from ..model import Document
+from .office import check_package
 from .table import Layout
 
 SUFFIXES = (".pptx",)
@@ -24,11 +25,7 @@ NOTES = "Notes:"
 
 
 def load(path: Path, source: str, data: bytes, options) -> Iterator[Document]:
-    if not data.startswith(b"PK\x03\x04"):
-        if data.startswith(b"\xd0\xcf\x11\xe0"):
-            raise DocumentError(path, "an old PowerPoint 97-2003 .ppt file (or a password-protected deck); "
-                                      "save it as .pptx without a password")
-        raise DocumentError(path, f"not a PowerPoint .pptx file (it starts with {data[:8]!r}, not a ZIP package)")
+    check_package(path, data, app="PowerPoint", old=".ppt", new=".pptx", what="deck")
     import pptx
 
     try:

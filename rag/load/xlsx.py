@@ -17,6 +17,7 @@ from typing import Iterator
 
 from ..errors import DocumentError
 from ..model import Document
+from .office import check_package
 from .table import Layout
 
 SUFFIXES = (".xlsx", ".xlsm")
@@ -26,11 +27,7 @@ FORMAT = ("each visible sheet a document (its name the title, numbered as pages)
 
 
 def load(path: Path, source: str, data: bytes, options) -> Iterator[Document]:
-    if not data.startswith(b"PK\x03\x04"):
-        if data.startswith(b"\xd0\xcf\x11\xe0"):
-            raise DocumentError(path, "an old Excel 97-2003 .xls file (or a password-protected workbook); "
-                                      "save it as .xlsx without a password")
-        raise DocumentError(path, f"not an Excel .xlsx file (it starts with {data[:8]!r}, not a ZIP package)")
+    check_package(path, data, app="Excel", old=".xls", new=".xlsx", what="workbook")
     import openpyxl
 
     try:

@@ -335,11 +335,21 @@ def test_without_logins_any_key_is_the_open_server_and_a_token_still_narrows(set
         assert not (settings.corpus_dir / "planted.txt").exists()
         same = httpx.post(server.url + "/v1/ask", json={"question": DRONE}, headers={"origin": server.url})
         assert same.status_code == 200  # a page of this server (/docs) may
-        # DNS rebinding: another name pointed at 127.0.0.1 reaches the same socket with its own Host
+        # DNS rebinding: another name pointed at 127.0.0.1 reaches the same socket with its own Host; refused on
+        # every route (the chat page, gradio's API and file routes, the files, the page view, the API), not only /v1
         port = server.url.rsplit(":", 1)[1]
+        routes = ["/v1/models", "/", "/gradio_api/info", "/files/hr/hr-notes.txt", "/docs",
+                  "/gradio_api/file=" + str(settings.corpus_dir / "putin-diplomacy.txt")]
         for host, status in ((f"evil.example:{port}", 403), (f"localhost:{port}", 200), (f"127.0.0.1:{port}", 200)):
-            r = httpx.get(server.url + "/v1/models", headers={"host": host})
-            assert r.status_code == status, (host, r.text)
+            for route in routes[:1] if status == 200 else routes:
+                r = httpx.get(server.url + route, headers={"host": host})
+                assert r.status_code == status, (host, route, r.text)
+                assert status == 200 or r.json()["error"]["code"] == "host_refused"
+                assert "Parental" not in r.text and "Putin" not in r.text
+        for route in ("/", "/files/hr/hr-notes.txt", "/docs"):  # the same routes by a loopback name answer
+            assert httpx.get(server.url + route, headers={"host": f"localhost:{port}"}).status_code == 200, route
+        refused = httpx.post(server.url + "/gradio_api/queue/join", json={}, headers={"host": f"evil.example:{port}"})
+        assert refused.status_code == 403
         for key in (None, "sk-anything", "rag_not-a-token"):  # OpenAI's clients must send some key
             assert [m["id"] for m in http(server, key).get("/v1/models").json()["data"]] == [
                 "rag", "rag:default", "rag:hr"]

@@ -12,7 +12,8 @@ CPU measured keeps its own table.
   questions   single SciFact queries (test claims), one at a time, warm: wall and thread CPU per question, and
               the question vectors' cosine to sentence-transformers' (fp32)
   ask         rag.ask on the shipped corpus, warm, p50 wall and thread CPU
-  quality     dense nDCG@10 on SciFact test with the full corpus indexed by each configuration (--quality)
+  quality     dense nDCG@10 on SciFact test with the full corpus indexed by each configuration, and XQuAD-en answer in
+              citation through rag.ask (--quality)
 
     .venv/bin/python bench/suites/embed.py --limit 1200 --rounds 2            # end to end + questions + ask
     .venv/bin/python bench/suites/embed.py --quality "auto (the default),sentence-transformers"  # + nDCG
@@ -175,9 +176,36 @@ def quality(labels: list[str], log=print) -> dict:
         for q, text in queries.items():
             ranked = [(h.chunk_id, h.score) for h in index.search(text, k=100, mode="dense")]
             scores.append(common.ndcg(common.to_docs(ranked, chunk_doc, 10), qrels[q]))
-        out[label] = {"ndcg": sum(scores) / len(scores), "embedder": index.status()["embedder"]}
+        out[label] = {"ndcg": sum(scores) / len(scores), "embedder": index.status()["embedder"],
+                      "xquad": xquad_in_citation(backend, precision)}
         log(f"quality {label}: {out[label]}")
     return out
+
+
+def xquad_in_citation(backend: str, precision: str) -> float | None:
+    """XQuAD-en report split (articles 24-47) asked through rag.ask of all 48 articles indexed by this engine: the
+    share of questions with a gold answer span inside a citation (an abstention is a miss), as
+    bench/suites/answers.py counts "answer in citation". None when the data is absent."""
+    from bench.lib import qa_data
+    from rag import Index, ask
+
+    if qa_data.available():
+        return None
+    data = qa_data.load(qa_data.XQUAD)
+    target = WORK / f"xquad-{backend}-{precision}"
+    shutil.rmtree(target, ignore_errors=True)
+    (target / "corpus").mkdir(parents=True)
+    records = qa_data.records(data, [*qa_data.TUNE_ARTICLES, *qa_data.REPORT_ARTICLES])
+    (target / "corpus" / "xquad.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                                                  encoding="utf-8")
+    s = common.settings(index_dir=target / "index", corpus_dir=target / "corpus", embed_backend=backend,
+                        embed_precision=precision, quiet=True)
+    index = Index.open(settings=s)
+    index.add()
+    hits = [qa_data.contained(q, [(c.doc_id, c.start, c.end) for c in ask(q.text.strip(), index=index, settings=s).citations])
+            for q in qa_data.questions(data, qa_data.REPORT_ARTICLES)]
+    index.close()
+    return sum(hits) / len(hits)
 
 
 def report(e2e: dict, questions: dict, asks: dict, qual: dict, limit: int) -> str:
@@ -188,7 +216,8 @@ def report(e2e: dict, questions: dict, asks: dict, qual: dict, limit: int) -> st
     rows = []
     for label, runs in e2e.items():
         wall, cpu = best[label]
-        q, a = questions.get(label, {}), asks.get(label, {})
+        same = "sentence-transformers" if label == "baseline" else label  # the baseline's engine, asked warm
+        q, a = questions.get(same, {}), asks.get(same, {})
         rows.append([label if label != "baseline" else "baseline: new process, plain SentenceTransformer.encode of the "
                      "stored chunk texts (fp32, torch, batch 64)",
                      q.get("name", ""), f"{wall:.1f}", f"{base_wall / wall:.2f}", f"{cpu:.1f}", f"{base_cpu / cpu:.2f}",
@@ -196,7 +225,8 @@ def report(e2e: dict, questions: dict, asks: dict, qual: dict, limit: int) -> st
                      f"{q['wall_p50']:.1f} / {q['cpu_p50']:.1f}" if q else "",
                      f"{q['cos_min']:.4f}" if q else "",
                      f"{a['ask_wall_p50']:.1f} / {a['ask_cpu_p50']:.1f}" if a else "",
-                     f"{qual[label]['ndcg']:.4f}" if label in qual else ""])
+                     f"{qual[same]['ndcg']:.4f}" if same in qual else "",
+                     f"{100 * qual[same]['xquad']:.1f}%" if qual.get(same, {}).get("xquad") is not None else ""])
     chunks = e2e["baseline"][0]["chunks"]
     return "\n".join([
         f"## Embedding engine on {cpu_kind()} CPUs: {common.cpu_model()}\n",
@@ -209,10 +239,12 @@ def report(e2e: dict, questions: dict, asks: dict, qual: dict, limit: int) -> st
         "CPU = user + system time of the child process.",
         "- Questions: single SciFact test claims, one at a time, warm; wall / thread-CPU ms p50; cosine of each question's "
         "vector to plain sentence-transformers' (fp32), the lowest of them. `ask`: rag.ask on the shipped corpus, warm.",
-        "- Quality: dense nDCG@10 on SciFact test (300 queries), the whole corpus indexed by that configuration.\n",
+        "- Quality: dense nDCG@10 on SciFact test (300 queries), the whole corpus indexed by that configuration; XQuAD-en "
+        "answer in citation: the report split's questions (articles 24-47) through rag.ask of all 48 articles indexed "
+        "by that configuration, a gold answer span inside a citation (an abstention is a miss).\n",
         table(["configuration", "engine", "wall s", "x baseline (wall)", "CPU s", "x baseline (CPU)", "load per round",
                "question ms p50 wall / CPU", "question cos to fp32, min", "ask ms p50 wall / CPU",
-               "SciFact dense nDCG@10"], rows),
+               "SciFact dense nDCG@10", "XQuAD answer in citation"], rows),
     ])
 
 
@@ -240,6 +272,8 @@ def main(argv=None) -> int:
     questions = {label: spawn(["--child", "questions", b, pr, str(args.questions)], env_for(b, pr))
                  for label, (b, pr) in CONFIGS.items()}
     asks = {label: spawn(["--child", "ask", b, pr, str(args.asks)], env_for(b, pr)) for label, (b, pr) in CONFIGS.items()}
+    for label in CONFIGS:
+        print(f"warm {label}: questions {questions[label]}, ask {asks[label]}", flush=True)
     qual = quality([x for x in args.quality.split(",") if x])
     from rag.embed import cpu_kind
 

@@ -20,10 +20,9 @@ from . import docs, errors, mcp, openai, rest
 from .service import Api
 
 
-def install(app, server, *, any_host: bool = True) -> Api:
-    """Every API route, the error handlers and the MCP server's lifespan, on the FastAPI app. any_host=False: only
-    requests addressed to a loopback name are answered (see Api.caller)."""
-    api = Api(server, any_host=any_host)
+def install(app, server) -> Api:
+    """Every API route, the error handlers and the MCP server's lifespan, on the FastAPI app."""
+    api = Api(server)
     errors.install(app)
     docs.install(app)
     app.include_router(openai.routes(api))

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
-from ..access import Principal, is_loopback
+from ..access import Principal
 from ..answer.followup import resolve_question
 from ..errors import KnowledgeBaseNotFoundError
 from ..model import Answer, Hit
@@ -26,9 +26,8 @@ SOURCES_HEADING = "\n\nSources:\n"  # what the OpenAI-compatible reply adds afte
 class Api:
     """The server's state (app.state.rag: settings, library, access, auth, chat) as the API routes use it."""
 
-    def __init__(self, server, *, any_host: bool = True):
+    def __init__(self, server):
         self.server = server
-        self.any_host = any_host  # False: a server without logins on loopback (see caller)
         self.chat = server.chat
         self.library = server.library
         self.access = server.access
@@ -37,18 +36,14 @@ class Api:
     def caller(self, request: Request) -> Principal:
         """The principal of a request (token, session, or the open server), else 401. Refused first, as pages of other
         sites could otherwise use a server without logins from the visitor's browser: a request such a page made
-        (its Origin is not this server: a multipart form needs no CORS preflight, and could post files into a KB),
-        and, without logins on loopback, one addressed to any name but a loopback one (DNS rebinding: a site's name
-        pointed at 127.0.0.1 makes its page same-origin with this server)."""
+        (its Origin is not this server: a multipart form needs no CORS preflight, and could post files into a KB).
+        Requests addressed to another name than a loopback one never get here on a server without logins on
+        loopback (rag/server/auth.py, LoopbackNames: DNS rebinding)."""
         host = request.headers.get("host") or ""
         origin = request.headers.get("origin")
         if origin is not None and urlsplit(origin).netloc != host:
             raise ApiError(403, "refused: a page of another site sent this request; the API answers scripts and "
                                 "tools, and pages served by this server", "cross_site")
-        if not self.any_host and not is_loopback(urlsplit("//" + host).hostname or ""):
-            raise ApiError(403, "refused: without logins this server answers requests addressed to 127.0.0.1, "
-                                "localhost or [::1] only; to reach it by another name, give it users (--auth-file) "
-                                "and tokens, or start it with --no-auth", "host_refused")
         who = self.server.auth.principal(request)
         if who is None:
             raise ApiError(401, NO_CALLER, "invalid_api_key")

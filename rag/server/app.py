@@ -20,7 +20,7 @@ from ..chat.uploads import MAX_UPLOAD_MB
 from ..config import Settings
 from ..kb import Library
 from . import cite, files
-from .auth import Auth, BrowserCookie, LoginRedirect
+from .auth import Auth, BrowserCookie, LoginRedirect, LoopbackNames
 
 
 @dataclass(kw_only=True)
@@ -38,7 +38,7 @@ def build(settings: Settings, *, access: Access | None = None, max_upload_mb: fl
           no_auth: bool = False):
     """The whole server as an ASGI app. Start-up indexing of every knowledge base begins once it listens
     (Running.start): a port already taken stops the start before any indexing. no_auth: open without logins beyond
-    loopback (--no-auth); otherwise a server without logins answers its API on loopback names only."""
+    loopback (--no-auth); otherwise a server without logins answers requests addressed to loopback names only."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no version check, no analytics calls
     import fastapi
     import gradio as gr
@@ -57,10 +57,12 @@ def build(settings: Settings, *, access: Access | None = None, max_upload_mb: fl
         app.add_middleware(LoginThrottle)  # outermost: every login attempt waits what its sender has earned
     else:
         app.add_middleware(BrowserCookie)
+    if not (access.logins or no_auth):
+        app.add_middleware(LoopbackNames)  # outermost: DNS rebinding reaches no route
     app.include_router(auth.routes())
     app.include_router(files.routes(auth=auth, library=library))
     app.include_router(cite.routes(auth=auth, library=library, settings=settings, file_url=chat.file_url))
-    install_api(app, app.state.rag, any_host=access.logins or no_auth)
+    install_api(app, app.state.rag)
     demo = build_app(chat)
     demo.queue(default_concurrency_limit=2)
     poll_less(demo)  # an idle server sleeps (gradio's queue would look for work every 1 ms)

@@ -15,13 +15,14 @@ import hashlib
 import secrets
 import time
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.datastructures import MutableHeaders
 
-from ..access import Access, Principal
+from ..access import Access, Principal, is_loopback
+from ..api.errors import response
 from ..conversations import BROWSER_COOKIE
 from ..store import LibraryStore
 from ..tokens import principal_for_token
@@ -165,3 +166,27 @@ class BrowserCookie:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+
+class LoopbackNames:
+    """ASGI middleware for a server without logins on loopback: a request addressed to any name but 127.0.0.1,
+    localhost or [::1] gets a 403, on every route (the chat, its files, the page view, the API). DNS rebinding points
+    another site's name at 127.0.0.1: that site's pages are then same-origin with this server, and would otherwise
+    ask, read documents and upload as the person whose browser runs them."""
+
+    MESSAGE = ("refused: without logins this server answers requests addressed to 127.0.0.1, localhost or [::1] "
+               "only; to reach it by another name, give it users (--auth-file) and tokens, or start it with --no-auth")
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+            if not is_loopback(urlsplit("//" + host).hostname or ""):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                await response(403, self.MESSAGE, "host_refused")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -11,10 +11,8 @@ browser; one test drives the login page itself in Chromium. The start-up checks 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import re
-import secrets
 import shutil
 import signal
 import subprocess

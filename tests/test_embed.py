@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import CORPUS_FILE
-from rag import Index, IndexMismatchError, RagError
+from rag import Index, RagError
 from rag import embed
 from rag.chunk import split_sentences
 from rag.embed import make_embedder

@@ -6,7 +6,6 @@ code of the last release before knowledge bases (git history) and opens them wit
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sqlite3

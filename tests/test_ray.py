@@ -6,7 +6,6 @@ real SIGKILLs of a Ray worker, an actor and a driver process."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import pickle
 import re

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bench.lib import common
 from rag.model import LOW_CONFIDENCE
 
 # The default corpus (corpus/putin-diplomacy.txt): questions it does not answer (gold "") and questions it does
@@ -38,7 +37,7 @@ def pct(x) -> str:
 
 
 def markdown(ctx: dict) -> str:
-    r, s = ctx["results"], ctx["settings"]
+    s = ctx["settings"]
     w = ctx["weights"]
     L = ["## Answers: citations, abstention, follow-ups and latency (bench/suites/answers.py)", ""]
     L += [ctx["machine"].rstrip(), f"- Load average {ctx['load'][0]:.1f} at the start of the run, "

@@ -145,6 +145,7 @@ def load_options(settings, progress: Progress | None = None) -> LoadOptions:
     """What the loaders need from the settings; OCR reports its pages as the "ocr" stage."""
     s = settings
     return LoadOptions(passwords=s.pdf_passwords, ocr=s.ocr, ocr_dpi=s.ocr_dpi, ocr_language=s.ocr_language,
+                       pdf_tables=s.pdf_tables,
                        progress=(lambda done, total: progress("ocr", done, total)) if progress else None)
 
 

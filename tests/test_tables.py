@@ -191,6 +191,20 @@ def test_pdf_tables_become_rows_with_their_names_in_place(office, name, rows):
     assert "\n".join(expected) in doc.text
 
 
+def test_pdf_tables_off_keeps_pypdfs_text(office, monkeypatch):
+    """RAG_PDF_TABLES=0 (rag index --no-pdf-tables): pypdf's page text as it is, no rows."""
+    from pypdf import PdfReader
+
+    from rag.ingest import load_options
+
+    monkeypatch.setenv("RAG_PDF_TABLES", "0")
+    options = load_options(Settings.from_env(), None)
+    [doc] = [d for d in load_file(office / "annual-report.pdf", office, options) if isinstance(d, Document)]
+    layer = clean_pdf_text(PdfReader(str(office / "annual-report.pdf")).pages[0].extract_text())
+    assert doc.rows == [] and doc.text == layer
+    assert "Region: " not in doc.text
+
+
 def test_xlsx_sheets_values_as_shown_formulas_and_hidden_sheets(office):
     staff, budget = docs(office / "staff.xlsx")
     assert (staff.title, staff.page, budget.title, budget.page) == ("Staff", 1, "Budget", 2)

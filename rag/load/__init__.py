@@ -32,6 +32,7 @@ class LoadOptions:
     ocr: bool = True  # read scanned pages and images with Tesseract; off, they are reported
     ocr_dpi: int = 300  # what PDF pages are rendered at for OCR (the measured default: bench/results/ingest.md)
     ocr_language: str = "eng"  # Tesseract's language codes, "+"-joined: "eng+deu"
+    pdf_tables: bool = True  # find tables on PDF text pages (rag/load/pdf_tables.py); off, pypdf's text as it is
     progress: Callable[[int, int], None] | None = None  # (pages done, pages to OCR) within one file
 
 

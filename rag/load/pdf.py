@@ -142,7 +142,7 @@ def _read_pdf(path: Path, source: str, data: bytes, options, notes) -> list:
         raise DocumentError(path, "PDF has no pages")
 
     docs, failures, scans = {}, [], []
-    tables = PageTables(data, password, clean_pdf_text)
+    tables = PageTables(data, password, clean_pdf_text, enabled=options.pdf_tables)
     try:
         for number in range(1, count + 1):
             seen = len(notes)

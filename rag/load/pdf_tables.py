@@ -42,10 +42,10 @@ class PageTables:
     """The tables of one PDF's pages, put into pypdf's page texts. pdfplumber opens the file on the
     first page asked for; where it cannot read the file or a page, that page keeps pypdf's text."""
 
-    def __init__(self, data: bytes, password: str | None, clean: Callable[[str], str]):
+    def __init__(self, data: bytes, password: str | None, clean: Callable[[str], str], enabled: bool = True):
         self.data, self.password, self.clean = data, password, clean
         self.pdf = None
-        self.failed = False
+        self.failed = not enabled  # off (RAG_PDF_TABLES=0): every page keeps pypdf's text, pdfplumber never opens
 
     def place(self, number: int, text: str) -> tuple[str, list[tuple[int, int]]]:
         """(the page's text with its tables as rows, the rows' spans) for 1-based page `number`."""
